@@ -1,0 +1,41 @@
+# scaleout-edge: everything a fresh machine needs is installed from PyPI by these targets.
+PYTHON       ?= python3
+VENV         := .venv
+BIN          := $(VENV)/bin
+# The test MongoDB-wire-compatible server (mongoeco) needs Python >= 3.13; it gets its own venv.
+MONGO_PYTHON ?= PYENV_VERSION=3.13.0 python3
+MONGO_VENV   := .venv-mongo
+
+.PHONY: install test demo proto bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(MONGO_VENV)/.installed:
+	$(MONGO_PYTHON) -m venv $(MONGO_VENV)
+	$(MONGO_VENV)/bin/pip install --quiet 'mongoeco[wire]'
+	touch $@
+
+install: $(BIN)/.installed
+
+test: $(BIN)/.installed $(MONGO_VENV)/.installed
+	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/ruff check .
+	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/pytest
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m scaleout.demo
+
+proto: $(BIN)/.installed
+	$(BIN)/python -m scaleout.proto.generate
+
+bench: $(BIN)/.installed $(MONGO_VENV)/.installed
+	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/python benchmarks/store_bench.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(MONGO_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The REST API (FastAPI), the dashboard and the APIClient."""

@@ -1,0 +1,1 @@
+"""The edge client: assignment, package download and unpack, python_env, dispatcher, task loop."""

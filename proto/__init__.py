@@ -1,0 +1,1 @@
+"""Wire contract (scaleout.proto) and its generated gRPC stubs."""

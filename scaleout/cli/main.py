@@ -1,0 +1,11 @@
+"""The `scaleout` command: one click group, each command family in its own module."""
+
+import click
+
+from scaleout import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="scaleout")
+def cli() -> None:
+    """scaleout-edge: federated learning where the data stays with its owners."""

@@ -1,0 +1,1 @@
+"""What compute packages import: helpers for model serialization and metadata files."""

@@ -1,0 +1,1 @@
+"""Helpers: how a compute package serializes its model parameters."""

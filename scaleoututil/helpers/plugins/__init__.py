@@ -1,0 +1,1 @@
+"""Helper plugins, importable as scaleoututil.helpers.plugins.<name>."""

@@ -1,0 +1,1 @@
+"""Statestore (MongoDB, SQLite) and model repository (S3/MinIO, filesystem), one interface each."""
