@@ -1,0 +1,195 @@
+"""The statestore's entities, shared by the REST API and every backend.
+
+Ids are time-ordered (a millisecond timestamp then randomness, as hex), so sorting by id sorts by
+creation: round ids never string-sort "10" before "9".
+"""
+
+import os
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def new_id() -> str:
+    """A 32-hex-digit id whose order is the order of creation (UUIDv7-like)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; backends store and return UTC."""
+    return datetime.now(UTC)
+
+
+class Entity(BaseModel):
+    """Base of every stored record: a unique, time-ordered id."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    id: str = Field(default_factory=new_id)
+
+
+class SessionStatus(StrEnum):
+    CREATED = "Created"
+    STARTED = "Started"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+    TERMINATED = "Terminated"
+
+
+class RoundStatus(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+
+
+class NodeStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class SessionConfig(BaseModel):
+    """How a session runs its rounds; validated at the API, stored with the session."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    rounds: int = Field(5, ge=1, le=100_000)
+    round_timeout: float = Field(180.0, gt=0, description="seconds a round waits for updates")
+    min_clients: int = Field(1, ge=1)
+    requested_clients: int | None = Field(None, ge=1, description="clients to select; None selects all")
+    buffer_size: int | None = Field(None, ge=1, description="end a round after this many updates")
+    aggregator: str = "fedavg"
+    aggregator_kwargs: dict[str, float] = Field(default_factory=dict)
+    validate_models: bool = Field(True, alias="validate")
+    helper: str = "numpyhelper"
+    client_settings: dict[str, Any] = Field(
+        default_factory=dict, description="handed to the train entry point in IN-metadata"
+    )
+    round_retries: int = Field(
+        0, ge=0, description="times a failed round is retried before the session fails"
+    )
+
+
+class Session(Entity):
+    name: str = ""
+    status: SessionStatus = SessionStatus.CREATED
+    config: SessionConfig = Field(default_factory=SessionConfig)
+    seed_model_id: str | None = None
+    rounds_done: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ClientRoundResult(BaseModel):
+    client_id: str
+    combiner_id: str = ""
+    num_examples: int
+    train_seconds: float = 0.0
+    fold_seconds: float = 0.0
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class CombinerRoundResult(BaseModel):
+    combiner_id: str
+    model_id: str | None = None
+    num_examples: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class RejectedUpdate(BaseModel):
+    client_id: str
+    reason: str
+    combiner_id: str = ""
+
+
+class Round(Entity):
+    session_id: str
+    index: int = Field(ge=0, description="0-based position within the session")
+    status: RoundStatus = RoundStatus.PENDING
+    config: SessionConfig = Field(default_factory=SessionConfig)
+    parent_model_id: str | None = None
+    model_id: str | None = None
+    combiners: list[CombinerRoundResult] = Field(default_factory=list)
+    clients: list[ClientRoundResult] = Field(default_factory=list)
+    rejected: list[RejectedUpdate] = Field(default_factory=list)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Model(Entity):
+    """A model in the trail. Its bytes are in the model repository under the same id."""
+
+    parent_id: str | None = None
+    ancestors: list[str] = Field(default_factory=list, description="parent first, root last")
+    session_id: str | None = None
+    round_id: str | None = None
+    name: str = ""
+    size: int = Field(0, ge=0)
+    sha256: str = ""
+    committed_at: datetime = Field(default_factory=utcnow)
+
+
+class Validation(Entity):
+    model_id: str
+    client_id: str
+    session_id: str | None = None
+    round_id: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Client(Entity):
+    name: str = ""
+    combiner_id: str | None = None
+    status: NodeStatus = NodeStatus.OFFLINE
+    last_seen: datetime = Field(default_factory=utcnow)
+    package_checksum: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Combiner(Entity):
+    name: str = ""
+    address: str = ""
+    port: int = Field(0, ge=0, le=65535)
+    status: NodeStatus = NodeStatus.ONLINE
+    last_seen: datetime = Field(default_factory=utcnow)
+    client_count: int = Field(0, ge=0)
+
+
+class Package(Entity):
+    """A compute package; its tarball is in the model repository under the same id."""
+
+    name: str = ""
+    file_name: str = "package.tgz"
+    sha256: str = ""
+    size: int = Field(0, ge=0)
+    helper: str = "numpyhelper"
+    description: str = ""
+    active: bool = False
+    committed_at: datetime = Field(default_factory=utcnow)
+
+
+class EventLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Event(Entity):
+    level: EventLevel = EventLevel.INFO
+    type: str = ""
+    message: str = ""
+    session_id: str | None = None
+    round_id: str | None = None
+    client_id: str | None = None
+    combiner_id: str | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
