@@ -5,6 +5,7 @@ creation: round ids never string-sort "10" before "9".
 """
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,10 +13,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_last_id = 0
+_id_lock = threading.Lock()
+
 
 def new_id() -> str:
-    """A 32-hex-digit id whose order is the order of creation (UUIDv7-like)."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    """A 32-hex-digit id whose order is the order of creation (UUIDv7-like).
+
+    A millisecond timestamp then 80 random bits; ids made in the same millisecond by one process
+    count up from the previous one (as monotonic ULIDs do), so they too sort in creation order.
+    """
+    global _last_id
+    with _id_lock:
+        candidate = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+        _last_id = max(candidate, _last_id + 1)
+        return f"{_last_id:032x}"
 
 
 def utcnow() -> datetime:

@@ -9,3 +9,10 @@ from scaleout import __version__
 @click.version_option(__version__, prog_name="scaleout")
 def cli() -> None:
     """scaleout-edge: federated learning where the data stays with its owners."""
+
+
+from scaleout.cli.package import package_group  # noqa: E402  (registered after cli exists)
+from scaleout.cli.run import run_group  # noqa: E402
+
+cli.add_command(run_group)
+cli.add_command(package_group)
