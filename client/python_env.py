@@ -85,7 +85,7 @@ class PythonEnvSpec:
         """sha256 of the normalized spec, the interpreter, and the scaleoututil source copied in."""
         payload = {
             "spec": [self.name, self.python, list(self.build_dependencies), list(self.dependencies)],
-            "interpreter": [sys.version, sys.executable],
+            "interpreter": [sys.version, os.path.realpath(sys.executable)],
             "scaleoututil": _tree_digest(Path(scaleoututil.__file__).parent),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
