@@ -1,0 +1,85 @@
+"""ModelService: clients download the staged global model and upload their updates, in 4 MiB chunks.
+
+Bytes are moved, never parsed: Download streams the one staged file, Upload spools to disk. File I/O
+runs in worker threads so a slow disk never stalls the event loop that serves every other client.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge
+from scaleout.combiner.staging import StagedModels
+from scaleout.errors import InvalidId
+from scaleout.proto import scaleout_pb2 as pb
+from scaleout.proto import scaleout_pb2_grpc as rpc
+
+log = logging.getLogger(__name__)
+
+# Just under 4 MiB: a chunk plus its protobuf framing fits gRPC's default 4 MiB message limit, so a
+# client that kept the default receive limit (the official one, say) can still download.
+CHUNK_SIZE = 4 * 1024 * 1024 - 1024
+
+
+def call_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    """The value of one invocation metadata key, or ""."""
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value if isinstance(item.value, str) else item.value.decode()
+    return ""
+
+
+async def _data(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[bytes]:
+    # A generator function, not an expression: an unread request stream is then never opened.
+    async for chunk in chunks:
+        yield chunk.data
+
+
+class ModelServicer(rpc.ModelServiceServicer):
+    def __init__(self, staged: StagedModels, spool: UpdateSpool) -> None:
+        self._staged = staged
+        self._spool = spool
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[pb.FileChunk], context: grpc.aio.ServicerContext
+    ) -> pb.ModelResponse:
+        update_id = call_metadata(context, "model-id")
+        client_id = call_metadata(context, "client-id")
+        if not update_id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Upload needs call metadata ('model-id', <new uuid hex>) naming the update",
+            )
+        try:
+            update = await self._spool.receive(update_id, client_id, _data(request_iterator))
+        except InvalidId as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
+        except UploadExists as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+        except UploadTooLarge as error:
+            log.warning("rejected upload from client %s: %s", client_id or "?", error)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        log.debug("spooled update %s from client %s (%d bytes)", update.update_id, client_id, update.size)
+        return pb.ModelResponse(status=pb.OK, message=f"update {update.update_id} received")
+
+    async def Download(
+        self, request: pb.ModelRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FileChunk]:
+        path = self._staged.path(request.model_id)
+        if path is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {request.model_id!r} is not staged at this combiner; only the models of its "
+                "current tasks can be downloaded",
+            )
+        try:
+            stream = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_id!r} was evicted")
+        try:
+            while data := await asyncio.to_thread(stream.read, CHUNK_SIZE):
+                yield pb.FileChunk(data=data)
+        finally:
+            await asyncio.to_thread(stream.close)

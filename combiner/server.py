@@ -1,0 +1,160 @@
+"""The combiner process: one grpc.aio server on one event loop serving clients and the controller.
+
+No thread per stream: thousands of open task streams are coroutines. Blocking work (statestore,
+model repository, file I/O, numpy folds) runs in worker threads via ``asyncio.to_thread``. The
+combiner registers itself in the statestore every ``registry_interval`` and, when stopped, marks itself
+and its clients offline. There is no grpc.health.v1 service: ``Control.Info`` is the health check.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime
+
+import grpc
+
+from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.control import ControlServicer
+from scaleout.combiner.modelservice import ModelServicer
+from scaleout.combiner.rounds import RoundHandler
+from scaleout.combiner.servicer import CombinerClientServicer
+from scaleout.combiner.settings import CombinerSettings
+from scaleout.combiner.spool import UpdateSpool
+from scaleout.combiner.staging import StagedModels
+from scaleout.proto import scaleout_pb2_grpc as rpc
+from scaleout.store import open_model_repository, open_statestore
+from scaleout.store.entities import Combiner as CombinerRecord
+from scaleout.store.entities import NodeStatus
+from scaleout.store.repository import ModelRepository
+from scaleout.store.statestore import Statestore
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 64 * 1024 * 1024  # chunks are up to 4 MiB; the default 4 MiB limit rejects 4 MiB + framing
+STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cancelled
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", MESSAGE_LIMIT),
+    ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+    # HTTP/2 keepalive: an open task stream means "online", so a dead peer must be noticed in ~30 s.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),  # let clients ping every >= 5 s
+    ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared port
+]
+
+
+class Combiner:
+    """The combiner app: servicers, client registry, round handler, registration."""
+
+    def __init__(
+        self, settings: CombinerSettings, statestore: Statestore, repository: ModelRepository
+    ) -> None:
+        self.settings = settings
+        self.statestore = statestore
+        self.repository = repository
+        self.port = settings.port
+        work_dir = settings.work_dir
+        self.registry = ClientRegistry(
+            statestore, settings.name, settings.heartbeat_timeout, settings.client_write_interval
+        )
+        self.staged = StagedModels(repository, work_dir / "models")
+        self.spool = UpdateSpool(work_dir / "updates", settings.max_model_size)
+        self.rounds = RoundHandler(
+            settings.name, self.registry, self.staged, self.spool, statestore, repository, work_dir
+        )
+        self._server: grpc.aio.Server | None = None
+        self._stopping = asyncio.Event()
+        self._registration: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind, serve, and register; ``self.port`` is the bound port (settings.port 0 picks a free one)."""
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
+        rpc.add_ControlServicer_to_server(
+            ControlServicer(self.settings.name, self.registry, self.rounds), server
+        )
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise OSError(f"combiner cannot listen on {address}: {error}; is the port in use?") from error
+        await server.start()
+        self._server = server
+        self.registry.start()
+        await self._register(NodeStatus.ONLINE)
+        self._registration = asyncio.create_task(self._registration_loop(), name="combiner-registration")
+        log.info(
+            "combiner %s serving on %s:%d (advertised as %s)",
+            self.settings.name,
+            self.settings.host,
+            self.port,
+            self.settings.address,
+        )
+
+    async def stop(self) -> None:
+        """Stop taking RPCs, end task streams, and mark the combiner and its clients offline."""
+        self._stopping.set()
+        if self._registration is not None:
+            self._registration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registration
+        stopped = asyncio.create_task(self._server.stop(STOP_GRACE)) if self._server else None
+        await self.registry.close()  # ends every task stream, so the server need not wait out the grace
+        if stopped is not None:
+            await stopped
+        if self._registration is not None:  # registered at start: say we are gone
+            try:
+                await self._register(NodeStatus.OFFLINE)
+            except Exception:
+                log.exception("marking combiner %s offline in the statestore failed", self.settings.name)
+        log.info("combiner %s stopped", self.settings.name)
+
+    async def wait_for_termination(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def _registration_loop(self) -> None:
+        """Refresh the Combiner record every registry_interval: that is how the controller sees it alive."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.registry_interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._register(NodeStatus.ONLINE)
+            except Exception:  # a store outage: log and retry at the next interval
+                log.exception("registering combiner %s in the statestore failed", self.settings.name)
+
+    async def _register(self, status: NodeStatus) -> None:
+        record = CombinerRecord(
+            id=self.settings.name,
+            name=self.settings.name,
+            address=self.settings.address,
+            port=self.port,
+            status=status,
+            last_seen=datetime.now(UTC),
+            client_count=len(self.registry.online()),
+        )
+        await asyncio.to_thread(self.statestore.combiners.upsert, record)
+
+
+async def serve(settings: CombinerSettings) -> None:
+    """Run a combiner until SIGINT or SIGTERM, then shut it down gracefully."""
+    statestore = await asyncio.to_thread(open_statestore, settings.db)
+    repository = await asyncio.to_thread(open_model_repository, settings.models, settings.s3_credentials)
+    combiner = Combiner(settings, statestore, repository)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, combiner.request_stop)
+    try:
+        await combiner.start()
+        await combiner.wait_for_termination()
+    finally:
+        await combiner.stop()
+        await asyncio.to_thread(statestore.close)

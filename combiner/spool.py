@@ -1,0 +1,90 @@
+"""Model updates spooled to the combiner's disk by ModelService.Upload until their ModelUpdate arrives.
+
+An update is written chunk by chunk to a temporary file (never held in memory) and becomes claimable
+under its model_update_id only once complete. The file goes when the update is folded or rejected,
+or when the round ends unclaimed (a client that crashed after uploading).
+"""
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaleout.store import validate_id
+
+
+class UploadTooLarge(Exception):
+    """An upload passed the size bound; str() names the bound."""
+
+
+class UploadExists(Exception):
+    """An upload reused a model_update_id that is already spooled."""
+
+
+@dataclass(frozen=True)
+class SpooledUpdate:
+    update_id: str
+    client_id: str
+    path: Path
+    size: int
+
+
+class UpdateSpool:
+    """Complete uploads by model_update_id; files under ``directory``."""
+
+    def __init__(self, directory: Path, max_size: int) -> None:
+        self._directory = directory
+        self._max_size = max_size
+        self._updates: dict[str, SpooledUpdate] = {}
+        self._receiving: set[str] = set()
+        directory.mkdir(parents=True, exist_ok=True)
+
+    async def receive(self, update_id: str, client_id: str, chunks: AsyncIterator[bytes]) -> SpooledUpdate:
+        """Write the chunks to a file; InvalidId, UploadExists or UploadTooLarge leave nothing behind."""
+        validate_id(update_id)
+        if update_id in self._updates or update_id in self._receiving:
+            raise UploadExists(f"an update with model-id {update_id!r} was already uploaded; use a new id")
+        self._receiving.add(update_id)
+        partial = self._directory / f"{update_id}.part"
+        size = 0
+        try:
+            stream = await asyncio.to_thread(open, partial, "wb")
+            try:
+                async for data in chunks:
+                    size += len(data)
+                    if size > self._max_size:
+                        raise UploadTooLarge(
+                            f"update {update_id} is larger than the combiner's --max-model-size of "
+                            f"{self._max_size} bytes"
+                        )
+                    await asyncio.to_thread(stream.write, data)
+            finally:
+                await asyncio.to_thread(stream.close)
+            path = self._directory / f"{update_id}.npz"
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            raise
+        finally:
+            self._receiving.discard(update_id)
+        update = self._updates[update_id] = SpooledUpdate(update_id, client_id, path, size)
+        return update
+
+    def claim(self, update_id: str) -> SpooledUpdate | None:
+        """Take the update out of the spool (the caller deletes its file); None if no such upload."""
+        return self._updates.pop(update_id, None)
+
+    def discard_all(self) -> int:
+        """Delete every unclaimed upload (a round ended; they can no longer be averaged in)."""
+        updates, self._updates = self._updates, {}
+        for update in updates.values():
+            discard(update.path)
+        return len(updates)
+
+
+def discard(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,82 @@
+"""Global models staged on the combiner's disk: fetched from the model repository once per model id.
+
+Every client of a round downloads the same local copy, so a model crosses the repository boundary once
+per combiner, not once per client. The aggregate a round writes is adopted as staged too: with one
+combiner, the next round's global model is already here. Only the newest few models are kept.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+from scaleout.combiner.npzfile import ArraySpec, read_specs
+from scaleout.store import validate_id
+from scaleout.store.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+KEEP = 3  # staged models kept: the current global model, the aggregate just written, and one spare
+
+
+class StagedModels:
+    """Local copies of models under ``directory``, fetched once each, evicted oldest first."""
+
+    def __init__(self, repository: ModelRepository, directory: Path, keep: int = KEEP) -> None:
+        self._repository = repository
+        self._directory = directory
+        self._keep = keep
+        self._staged: OrderedDict[str, asyncio.Future[Path]] = OrderedDict()
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, model_id: str) -> Path | None:
+        """The staged file of a model, or None if it is not (or not yet) staged."""
+        task = self._staged.get(model_id)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    async def stage(self, model_id: str) -> Path:
+        """Fetch the model once (concurrent callers share the fetch); NotFound if the repository lacks it."""
+        validate_id(model_id)
+        task = self._staged.get(model_id)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.create_task(self._fetch(model_id), name=f"stage-{model_id}")
+            self._staged[model_id] = task
+            self._evict()
+        self._staged.move_to_end(model_id)
+        # shield: a cancelled caller must not cancel the fetch other callers share
+        return await asyncio.shield(task)
+
+    def adopt(self, model_id: str, source: Path) -> Path:
+        """Move a file this combiner wrote (its aggregate) into the staged models without a fetch."""
+        target = self._directory / f"{validate_id(model_id)}.npz"
+        source.replace(target)
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        future.set_result(target)
+        self._staged[model_id] = future
+        self._evict()
+        return target
+
+    async def specs(self, model_id: str) -> list[ArraySpec]:
+        """Shapes and dtypes of a staged model's arrays, read from the npy headers off the loop."""
+        return await asyncio.to_thread(read_specs, await self.stage(model_id))
+
+    async def _fetch(self, model_id: str) -> Path:
+        target = self._directory / f"{model_id}.npz"
+        size = await asyncio.to_thread(self._repository.get_model_to_file, model_id, target)
+        log.info("staged model %s (%d bytes)", model_id, size)
+        return target
+
+    def _evict(self) -> None:
+        """Delete the oldest fetched models beyond ``keep``; a download already open keeps reading.
+
+        A fetch still running is never evicted: its callers wait on it.
+        """
+        for model_id in [m for m, f in self._staged.items() if f.done()]:
+            if len(self._staged) <= self._keep:
+                return
+            del self._staged[model_id]
+            with contextlib.suppress(FileNotFoundError):
+                (self._directory / f"{model_id}.npz").unlink()

@@ -1,0 +1,116 @@
+"""The state of one training round at a combiner: who was asked, who reported, what was averaged in.
+
+Updates are keyed by the correlation id of the task each selected client got. The round's ``done``
+event is set by the arrival that completes it (every selected client reported, or ``buffer_size``
+updates accepted), so the round handler waits on that event, bounded by ``round_timeout``.
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from scaleout.combiner.fedavg import FedAvg
+from scaleout.proto import scaleout_pb2 as pb
+
+
+@dataclass(eq=False)
+class TrainingRound:
+    config: pb.RoundConfig
+    combiner: str
+    started: float = field(default_factory=time.monotonic)
+    fedavg: FedAvg | None = None
+    correlation_of: dict[str, str] = field(default_factory=dict)  # client id -> its task's correlation id
+    client_of: dict[str, str] = field(default_factory=dict)  # correlation id -> client id
+    published_at: dict[str, float] = field(default_factory=dict)
+    reporting: set[str] = field(default_factory=set)  # clients whose report arrived (maybe still folding)
+    reported: set[str] = field(default_factory=set)  # clients whose report is settled
+    clients: list[pb.ClientResult] = field(default_factory=list)
+    rejected: list[pb.RejectedUpdate] = field(default_factory=list)
+    closed: bool = False
+    failure: str = ""  # set when the round cannot produce an average whatever arrives next
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    events: asyncio.Queue[pb.RoundEvent] = field(default_factory=asyncio.Queue)
+    # Folds must not interleave; checks take their own slot so one update is checked while another
+    # folds, and memory stays at the accumulator plus about two update arrays.
+    fold_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    check_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+    @property
+    def round_id(self) -> str:
+        return self.config.round_id
+
+    @property
+    def client_ids(self) -> set[str]:
+        return set(self.correlation_of)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def is_task(self, correlation_id: str) -> bool:
+        return not self.closed and correlation_id in self.client_of
+
+    def accept(self, client_id: str, num_examples: int, meta: dict, fold_seconds: float) -> None:
+        """An update was folded in (the caller holds the fold lock)."""
+        train_seconds = time.monotonic() - self.published_at.get(client_id, self.started)
+        self.clients.append(
+            pb.ClientResult(
+                client_id=client_id,
+                num_examples=num_examples,
+                train_seconds=train_seconds,
+                fold_seconds=fold_seconds,
+                meta=json.dumps(meta),
+            )
+        )
+        self.reported.add(client_id)
+        self.progress("update", client_id, f"update from {client_id} averaged in ({num_examples} examples)")
+        self._check_end()
+
+    def reject(self, client_id: str, reason: str, *, counts: bool) -> None:
+        """Record a rejected update or failed task; ``counts`` when it is a selected client's report."""
+        self.rejected.append(pb.RejectedUpdate(client_id=client_id, reason=reason))
+        if counts:
+            self.reported.add(client_id)
+        self.progress("rejected", client_id, reason)
+        if counts:
+            self._check_end()
+
+    def fail(self, reason: str) -> None:
+        self.failure = reason
+        self.closed = True
+        self.done.set()
+
+    def progress(self, stage: str, client_id: str = "", message: str = "") -> None:
+        self.events.put_nowait(
+            pb.RoundEvent(
+                progress=pb.RoundProgress(
+                    round_id=self.round_id,
+                    stage=stage,
+                    clients_selected=len(self.correlation_of),
+                    updates_received=len(self.clients),
+                    updates_rejected=len(self.rejected),
+                    client_id=client_id,
+                    message=message,
+                    elapsed=self.elapsed(),
+                )
+            )
+        )
+
+    def _check_end(self) -> None:
+        buffer_size = self.config.buffer_size
+        if (buffer_size and len(self.clients) >= buffer_size) or self.reported >= self.client_ids:
+            # Closed at once, in the same step as the arrival that ended it: no later update slips in.
+            self.closed = True
+            self.done.set()
+
+    def result(self, ok: bool, error: str = "", model_id: str = "") -> pb.RoundResult:
+        return pb.RoundResult(
+            round_id=self.round_id,
+            ok=ok,
+            error=error,
+            model_id=model_id,
+            num_examples=self.fedavg.total if ok and self.fedavg else 0,
+            clients=self.clients,
+            rejected=self.rejected,
+            seconds=self.elapsed(),
+        )

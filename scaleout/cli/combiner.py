@@ -1,0 +1,188 @@
+"""`scaleout combiner start` runs a combiner; `scaleout combiner health` asks one if it is serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import click
+
+from scaleout.cli.common import user_errors
+from scaleout.store.uri import S3Credentials
+
+DEFAULT_PORT = 12080
+GIB = 1024**3
+
+
+@click.group("combiner")
+def combiner_group() -> None:
+    """The combiner: serves clients over gRPC, runs rounds and aggregates their updates."""
+
+
+@combiner_group.command("start")
+@click.option(
+    "--host",
+    envvar="SCALEOUT_COMBINER_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 for every interface (env SCALEOUT_COMBINER_HOST).",
+)
+@click.option(
+    "--port",
+    envvar="SCALEOUT_COMBINER_PORT",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="gRPC port (env SCALEOUT_COMBINER_PORT).",
+)
+@click.option(
+    "--name",
+    envvar="SCALEOUT_COMBINER_NAME",
+    default="combiner",
+    show_default=True,
+    help="The combiner's name, also its id in the statestore (env SCALEOUT_COMBINER_NAME).",
+)
+@click.option(
+    "--db",
+    "db_uri",
+    envvar="SCALEOUT_DB",
+    default="sqlite:///.scaleout/statestore.db",
+    show_default=True,
+    help="Statestore URI: sqlite:///path or mongodb://host:port/db (env SCALEOUT_DB).",
+)
+@click.option(
+    "--models",
+    "models_uri",
+    envvar="SCALEOUT_MODELS",
+    default="file://.scaleout/models",
+    show_default=True,
+    help="Model repository URI: file://path or s3://bucket?endpoint=host:port (env SCALEOUT_MODELS).",
+)
+@click.option(
+    "--advertise-host",
+    envvar="SCALEOUT_COMBINER_ADVERTISE_HOST",
+    default=None,
+    help="Host clients dial, if not --host (default: --host, or the hostname for 0.0.0.0).",
+)
+@click.option(
+    "--heartbeat-timeout",
+    envvar="SCALEOUT_COMBINER_HEARTBEAT_TIMEOUT",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    help="Seconds without task stream and heartbeat after which a client is offline.",
+)
+@click.option(
+    "--registry-interval",
+    envvar="SCALEOUT_COMBINER_REGISTRY_INTERVAL",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    show_default=True,
+    help="Seconds between refreshes of the combiner's record in the statestore.",
+)
+@click.option(
+    "--work-dir",
+    envvar="SCALEOUT_COMBINER_WORK_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where staged models and spooled updates go (default .scaleout/combiner/NAME).",
+)
+@click.option(
+    "--max-model-size",
+    envvar="SCALEOUT_COMBINER_MAX_MODEL_SIZE",
+    type=click.IntRange(min=1),
+    default=2 * GIB,
+    show_default=True,
+    help="Largest model update accepted, in bytes.",
+)
+@click.option(
+    "--log-level",
+    envvar="SCALEOUT_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def start(
+    host: str,
+    port: int,
+    name: str,
+    db_uri: str,
+    models_uri: str,
+    advertise_host: str | None,
+    heartbeat_timeout: float,
+    registry_interval: float,
+    work_dir: Path | None,
+    max_model_size: int,
+    log_level: str,
+) -> None:
+    """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline."""
+    import asyncio
+
+    from scaleout.combiner.server import serve
+    from scaleout.combiner.settings import CombinerSettings
+    from scaleout.store import validate_id
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with user_errors():
+        validate_id(name)  # the name is the combiner's id and names its work folder
+        _make_sqlite_dir(db_uri)
+        settings = CombinerSettings(
+            host=host,
+            port=port,
+            name=name,
+            db=db_uri,
+            models=models_uri,
+            advertise_host=advertise_host or None,
+            heartbeat_timeout=heartbeat_timeout,
+            registry_interval=registry_interval,
+            work_dir=work_dir or Path(".scaleout") / "combiner" / name,
+            max_model_size=max_model_size,
+            s3_credentials=S3Credentials.from_env(os.environ),
+        )
+        try:
+            asyncio.run(serve(settings))
+        except OSError as error:
+            raise click.ClickException(str(error)) from error
+
+
+@combiner_group.command("health")
+@click.option("--host", envvar="SCALEOUT_COMBINER_HOST", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    envvar="SCALEOUT_COMBINER_PORT",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+def health(host: str, port: int, timeout: float) -> None:
+    """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""
+    import grpc
+
+    from scaleout.proto import scaleout_pb2 as pb
+    from scaleout.proto import scaleout_pb2_grpc as rpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            info = rpc.ControlStub(channel).Info(pb.CombinerInfoRequest(), timeout=timeout)
+        except grpc.RpcError as error:
+            click.echo(
+                f"combiner at {host}:{port} is not healthy: {error.code().name}: {error.details()}", err=True
+            )
+            sys.exit(1)
+    click.echo(f"combiner {info.name} at {host}:{port} is serving {len(info.clients)} client(s)")
+
+
+def _make_sqlite_dir(db_uri: str) -> None:
+    """SQLite creates the file, not its folder; the default lives in ./.scaleout/."""
+    if db_uri.startswith("sqlite:///") and not db_uri.endswith(":memory:"):
+        Path(unquote(db_uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)

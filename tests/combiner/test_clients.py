@@ -1,0 +1,89 @@
+"""The client registry: online while the task stream is open, offline after the heartbeat timeout."""
+
+import asyncio
+
+import grpc
+import pytest
+
+from scaleout.proto import scaleout_pb2 as pb
+from scaleout.proto import scaleout_pb2_grpc as rpc
+from scaleout.store import open_statestore
+from scaleout.store.entities import NodeStatus
+from tests.combiner.driver import WAIT, TestClient, address, clients, running_combiner
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+
+async def test_client_without_stream_goes_offline_after_heartbeat_timeout(tmp_path):
+    async with running_combiner(tmp_path, heartbeat_timeout=0.2) as combiner:
+        registry = combiner.registry
+        client = TestClient(address(combiner), "hb")
+        try:
+            assert await client.heartbeat() == "heartbeat received"
+            assert registry.is_online("hb")
+            await registry.wait_for(lambda: not registry.is_online("hb"), WAIT)
+        finally:
+            await client.close()
+        assert "hb" not in registry.streaming()
+
+
+async def test_heartbeats_keep_a_client_online_until_they_stop(tmp_path):
+    async with running_combiner(tmp_path, heartbeat_timeout=0.5) as combiner:
+        registry = combiner.registry
+        client = TestClient(address(combiner), "hb")
+        try:
+            await client.heartbeat()
+            went_offline = asyncio.ensure_future(
+                registry.wait_for(lambda: not registry.is_online("hb"), WAIT)
+            )
+            for _ in range(3):  # each heartbeat restarts the timeout
+                await client.heartbeat()
+                assert registry.is_online("hb") and not went_offline.done()
+            await went_offline
+        finally:
+            await client.close()
+
+
+async def test_closing_the_task_stream_marks_the_client_offline(tmp_path):
+    async with running_combiner(tmp_path) as combiner, clients(combiner, "a", "b") as (a, _b):
+        registry = combiner.registry
+        info = await rpc.ControlStub(a.channel).Info(pb.CombinerInfoRequest(), timeout=WAIT)
+        assert info.name == "combiner-test"
+        assert sorted((c.client_id, c.name) for c in info.clients) == [("a", "a"), ("b", "b")]
+        a.stream.cancel()
+        await registry.wait_for(lambda: not registry.is_online("a"), WAIT)
+        assert registry.is_online("b") and registry.streaming() == ["b"]
+
+
+async def test_records_say_who_connected_and_that_all_are_offline_after_shutdown(tmp_path):
+    async with running_combiner(tmp_path, name="c7") as combiner, clients(combiner, "a", "b"):
+        port = combiner.port
+        combiner_record = combiner.statestore.combiners.get("c7")  # registered at start
+        assert (combiner_record.status, combiner_record.address, combiner_record.port) == (
+            NodeStatus.ONLINE,
+            "127.0.0.1",
+            port,
+        )
+    statestore = open_statestore(f"sqlite:///{tmp_path / 'statestore.db'}")  # stop() flushed every write
+    try:
+        records = statestore.clients.list(sort_key="id").items
+        assert [(c.id, c.name, c.combiner_id, c.status) for c in records] == [
+            ("a", "a", "c7", NodeStatus.OFFLINE),
+            ("b", "b", "c7", NodeStatus.OFFLINE),
+        ]
+        assert statestore.combiners.get("c7").status == NodeStatus.OFFLINE
+    finally:
+        statestore.close()
+
+
+async def test_reconnect_ends_the_superseded_task_stream(tmp_path):
+    async with running_combiner(tmp_path) as combiner, clients(combiner, "a") as (first,):
+        second = TestClient(address(combiner), "a")
+        try:
+            old_queue = combiner.registry._clients["a"].queue
+            await second.connect(combiner)
+            assert await asyncio.wait_for(first.stream.read(), WAIT) is grpc.aio.EOF  # ended by the reconnect
+            assert combiner.registry._clients["a"].queue is not old_queue
+            assert combiner.registry.is_online("a")  # the old stream ending does not mark it offline
+        finally:
+            await second.close()

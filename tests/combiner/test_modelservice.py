@@ -1,0 +1,101 @@
+"""ModelService and the RPCs the combiner does not implement."""
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+
+from scaleout.proto import scaleout_pb2 as pb
+from scaleout.proto import scaleout_pb2_grpc as rpc
+from tests.combiner.driver import (
+    WAIT,
+    TestClient,
+    address,
+    clients,
+    controller,
+    npz_bytes,
+    put_seed,
+    running_combiner,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+async def test_upload_over_the_size_bound_is_resource_exhausted_and_leaves_nothing(tmp_path):
+    async with running_combiner(tmp_path, max_model_size=3 * 1024 * 1024) as combiner:
+        client = TestClient(address(combiner), "a")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.upload(b"x" * (4 * 1024 * 1024), chunk=1024 * 1024)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-model-size of 3145728 bytes" in raised.value.details()
+            assert list((tmp_path / "work" / "updates").iterdir()) == []
+            assert await client.upload(b"y" * (3 * 1024 * 1024))  # at the bound is fine
+        finally:
+            await client.close()
+
+
+async def test_upload_with_an_unsafe_model_id_is_invalid_argument(tmp_path):
+    async with running_combiner(tmp_path) as combiner:
+        client = TestClient(address(combiner), "a")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.upload(b"data", update_id="../escape")
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "model-id metadata: invalid id '../escape'" in raised.value.details()
+        finally:
+            await client.close()
+
+
+async def test_download_of_a_model_not_staged_is_not_found(tmp_path):
+    async with running_combiner(tmp_path) as combiner:
+        client = TestClient(address(combiner), "a")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.download("no-such-model")
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            await client.close()
+
+
+async def test_download_streams_the_staged_model_in_chunks(tmp_path):
+    seed = [np.arange(3 * 1024 * 1024, dtype=np.float32)]  # 12 MiB: several 4 MiB chunks
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        controller(combiner) as ctl,
+    ):
+        model_id = put_seed(combiner, seed)
+        round_task = ctl.start_round(model_id=model_id, round_timeout=0.2)
+        task = await a.next_task()
+        # a channel with gRPC's default 4 MiB receive limit still takes every chunk
+        async with grpc.aio.insecure_channel(address(combiner)) as channel:
+            call = rpc.ModelServiceStub(channel).Download(
+                pb.ModelRequest(model_id=task.model_id), timeout=WAIT
+            )
+            sizes = [len(chunk.data) async for chunk in call]
+        assert (
+            3 * 1024 * 1024 < max(sizes) <= 4 * 1024 * 1024
+            and len(sizes) > 1
+            and sum(sizes) == len(npz_bytes(seed))
+        )
+        await asyncio.wait_for(round_task, WAIT)
+
+
+@pytest.mark.parametrize("method", ["Announce", "SendModelMetric", "PollAndReportAsync"])
+async def test_rpc_the_combiner_does_not_implement_answers_unimplemented(tmp_path, method):
+    requests = {
+        "Announce": pb.ClientAnnounceRequest(client_id="a"),
+        "SendModelMetric": pb.ModelMetric(client_id="a"),
+        "PollAndReportAsync": pb.ClientReport(client_id="a"),
+    }
+    async with running_combiner(tmp_path) as combiner:
+        client = TestClient(address(combiner), "a")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await getattr(client.client, method)(requests[method], timeout=WAIT)
+            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert method in raised.value.details()
+        finally:
+            await client.close()
