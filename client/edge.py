@@ -1,0 +1,338 @@
+"""The edge client: get a combiner from the API, get the compute package, then serve tasks until stopped.
+
+Life of a client (``EdgeClient.run``):
+
+1. ``POST /api/v1/clients/add`` until the API assigns a combiner (it answers "not yet" while no
+   package is active or no combiner is online; see ``assignment``).
+2. The compute package: ``--local-package`` as is, or the active one downloaded, checked and
+   unpacked safely (``package_download``).
+3. ``startup`` once, if the package defines it, in the package's environment (the dispatcher
+   builds its python_env first).
+4. Open ``TaskStream`` and keep it open (an open stream is what "online" means), send a heartbeat
+   every ``heartbeat_interval``, and run the tasks that arrive one at a time (``tasks``).
+5. When the connection breaks, reconnect with backoff and jitter; after ``reconnect_attempts``
+   failures in a row, or at once when the combiner says it does not know this client, ask the API
+   for a new assignment. SIGINT/SIGTERM cancel the stream and end ``run`` normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import filelock
+import grpc
+import httpx
+
+from scaleout.client.assignment import Assignment, request_assignment
+from scaleout.client.backoff import Backoff
+from scaleout.client.dispatcher import Dispatcher
+from scaleout.client.package_download import fetch_package
+from scaleout.client.rest import open_api
+from scaleout.client.settings import ClientSettings, resolve_client_id
+from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
+from scaleout.client.threads import run_blocking
+from scaleout.errors import PackageError, ScaleoutError
+from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".client.lock"
+# A 4 MiB chunk plus its framing is just over gRPC's 4 MiB default; leave ample room.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+# No client-side HTTP/2 keepalive: a server that does not allow frequent pings answers them with
+# GOAWAY (too_many_pings). The heartbeats below detect a dead combiner instead.
+HEARTBEAT_DEADLINE = 10.0  # seconds one heartbeat may take before it counts as missed
+HEARTBEAT_MISSES = 2  # missed heartbeats in a row that end a connection which had worked
+# A heartbeat that fails with these did not reach a live combiner; any other answer, even an
+# error, shows that the combiner is there.
+UNREACHABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+# The task stream was refused by a combiner that does not take this client: retrying it will not help.
+GONE_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+class ConnectionLost(ScaleoutError):
+    """The task stream to the combiner ended or stopped answering."""
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """How one connection to a combiner ended."""
+
+    reason: str
+    established: bool  # the combiner answered on this connection before it ended
+    gone: bool  # the combiner refused this client: ask the API for another one at once
+
+
+class EdgeClient:
+    """One edge client; ``await run()`` serves until ``stop()`` or SIGINT/SIGTERM."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.work_dir = settings.work_dir.resolve()
+        self.client_id = resolve_client_id(self.work_dir, settings.client_id)
+        self.name = settings.name or f"client-{self.client_id[:8]}"
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._reassign_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._queue: asyncio.Queue[tuple[scaleout_pb2.TaskRequest, Link]] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._runner: TaskRunner | None = None
+
+    def stop(self) -> None:
+        """Ask ``run`` to end: the stream is cancelled and ``run`` returns. Call from the loop's thread."""
+        self._stop.set()
+
+    async def run(self, handle_signals: bool = True) -> None:
+        """Serve until stopped; raise ScaleoutError when the client cannot go on (the message says why)."""
+        with self._lock_work_dir(), self._signals(handle_signals):
+            if removed := remove_stale_task_files(self.work_dir):
+                logger.info("removed %d task files left in %s by an earlier run", removed, self.work_dir)
+            main = asyncio.create_task(self._main(), name=f"client-{self.client_id}")
+            stopped = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if main.done():
+                main.result()  # a fatal error; _main never returns on its own
+                return
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+            self._log_abandoned_entry_point()
+            logger.info("client %s stopped", self.client_id)
+
+    async def _main(self) -> None:
+        async with open_api(self.settings.api_url, self.settings.token) as api:
+            assignment = await self._assign(api)
+            package_dir = await self._package(api)
+            dispatcher = await self._prepare(package_dir)
+            self._runner = TaskRunner(
+                dispatcher,
+                self.work_dir,
+                self.client_id,
+                self.settings.chunk_size,
+                self.settings.task_timeout,
+            )
+            worker = asyncio.create_task(self._work(self._runner))
+            try:
+                while True:
+                    await self._serve(assignment)
+                    # Paced by its own backoff: an API that keeps naming a combiner which refuses
+                    # this client must not turn into a tight loop of assignments.
+                    await asyncio.sleep(self._reassign_backoff.next_delay())
+                    assignment = await self._assign(api)
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+
+    async def _assign(self, api: httpx.AsyncClient) -> Assignment:
+        package = "local" if self.settings.local_package else "remote"
+        return await request_assignment(
+            api, self.client_id, self.name, package, self._backoff, self.settings.assign_timeout
+        )
+
+    async def _package(self, api: httpx.AsyncClient) -> Path:
+        local = self.settings.local_package
+        if local is None:
+            folder = await fetch_package(api, self.work_dir, self._backoff)
+            logger.info("compute package downloaded and unpacked in %s", folder)
+            return folder
+        if not local.is_dir():
+            raise PackageError(f"--local-package {local} is not a folder; pass the compute package folder")
+        return local.resolve()
+
+    async def _prepare(self, package_dir: Path) -> Dispatcher:
+        """Load scaleout.yaml, build the package's environment, and run ``startup`` once."""
+        dispatcher = Dispatcher(package_dir, env_dir=self.settings.env_dir)
+        await run_blocking(dispatcher.environment, name="python-env")
+        if dispatcher.has("startup"):
+            logger.info("running entry point 'startup'")
+            try:
+                await run_blocking(dispatcher.run, "startup", [], None, self.settings.task_timeout)
+            except PackageError as exc:
+                raise PackageError(f"the client cannot start: {exc}") from exc
+        return dispatcher
+
+    async def _work(self, runner: TaskRunner) -> None:
+        """Run queued tasks one at a time, so two entry points never compete for the machine."""
+        while True:
+            task, link = await self._queue.get()
+            if link.closed:
+                logger.warning(
+                    "dropping task %s: the connection to combiner %s it came on closed before it could start",
+                    task.correlation_id,
+                    link.name,
+                )
+                continue
+            await runner.run(task, link)
+
+    async def _serve(self, assignment: Assignment) -> None:
+        """Stay connected to the assigned combiner; return when it is time to ask the API again."""
+        failures = 0
+        while True:
+            end = await self._session(assignment)
+            if end.gone:
+                logger.warning("combiner %s refused this client (%s)", assignment.combiner, end.reason)
+                return
+            if end.established:
+                failures = 0
+                self._reassign_backoff.reset()
+            else:
+                failures += 1
+            if failures >= self.settings.reconnect_attempts:
+                logger.warning(
+                    "no connection to combiner %s at %s after %d attempts (%s); asking the API again",
+                    assignment.combiner,
+                    assignment.address,
+                    failures,
+                    end.reason,
+                )
+                return
+            delay = self._backoff.next_delay()
+            logger.warning(
+                "connection to combiner %s lost (%s); reconnecting in %.1f s",
+                assignment.combiner,
+                end.reason,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _session(self, assignment: Assignment) -> SessionEnd:
+        """One connection: the task stream and the heartbeats, until either fails."""
+        channel = grpc.aio.insecure_channel(assignment.address, options=CHANNEL_OPTIONS)
+        link = Link(
+            scaleout_pb2_grpc.CombinerClientStub(channel),
+            scaleout_pb2_grpc.ModelServiceStub(channel),
+            name=assignment.combiner,
+        )
+        hello = scaleout_pb2.ClientAvailableMessage(
+            client_id=self.client_id,
+            data=json.dumps({"name": self.name}),
+            timestamp=datetime.now(UTC).isoformat(),
+        )
+        call = link.combiner.TaskStream(hello)
+        parts = [asyncio.create_task(self._receive(call, link)), asyncio.create_task(self._heartbeat(link))]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            return _session_end(next(iter(done)).exception(), link)
+        finally:
+            link.closed = True
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+            call.cancel()
+            await channel.close()
+
+    async def _receive(self, call: grpc.aio.UnaryStreamCall, link: Link) -> None:
+        async for task in call:
+            self._stable(link)
+            logger.info("received %s task %s (round %s)", task.type, task.correlation_id, task.round_id)
+            self._queue.put_nowait((task, link))
+        raise ConnectionLost("the combiner closed the task stream")
+
+    async def _heartbeat(self, link: Link) -> None:
+        """Send heartbeats; missed ones end the connection, since the stream alone may hang silently.
+
+        The first answer shows the combiner is reachable; the second that the connection held for a
+        heartbeat interval, which is when it counts as working (and the backoff starts over).
+        """
+        interval = self.settings.heartbeat_interval
+        beat = scaleout_pb2.Heartbeat(client_id=self.client_id, heartbeat_interval_ms=int(interval * 1000))
+        answers = misses = 0
+        while True:
+            try:
+                await link.combiner.SendHeartbeat(beat, timeout=HEARTBEAT_DEADLINE)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in UNREACHABLE_CODES:
+                    misses += 1
+                    if answers == 0 or misses >= HEARTBEAT_MISSES:
+                        raise
+                    logger.warning("heartbeat to combiner %s missed: %s", link.name, exc.code().name)
+                    await asyncio.sleep(interval)
+                    continue
+                logger.warning("combiner %s answered a heartbeat with %s", link.name, _rpc_error(exc))
+            misses, answers = 0, answers + 1
+            if answers == 1:
+                logger.info(
+                    "connected to combiner %s as client %s (%s)", link.name, self.client_id, self.name
+                )
+            elif answers == 2:
+                self._stable(link)
+            await asyncio.sleep(interval)
+
+    def _stable(self, link: Link) -> None:
+        """The connection works: later failures start a fresh count of attempts and delays."""
+        if not link.established:
+            link.established = True
+            self._backoff.reset()
+
+    @contextlib.contextmanager
+    def _lock_work_dir(self) -> Iterator[None]:
+        """One client per work dir: two would share temp files, the package folder and the id."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.work_dir / LOCK_FILE, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise ScaleoutError(
+                f"another client runs with work dir {self.work_dir}; give each client its own --work-dir"
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def _signals(self, enabled: bool) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if enabled else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _log_abandoned_entry_point(self) -> None:
+        if self._runner is not None and self._runner.running:
+            logger.warning(
+                "entry point '%s' was still running at shutdown; its process finishes on its own",
+                self._runner.running,
+            )
+
+
+def _session_end(error: BaseException | None, link: Link) -> SessionEnd:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return SessionEnd(_rpc_error(error), link.established, gone=error.code() in GONE_CODES)
+    if isinstance(error, ConnectionLost):
+        return SessionEnd(str(error), link.established, gone=False)
+    if error is None:  # neither part returns normally; keep the type checker and the reader honest
+        return SessionEnd("the connection ended", link.established, gone=False)
+    raise error
+
+
+def _rpc_error(error: grpc.aio.AioRpcError) -> str:
+    return f"{error.code().name}: {error.details()}"

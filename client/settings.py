@@ -1,0 +1,80 @@
+"""The edge client's settings, built once by the CLI (flags > environment > defaults) and passed down.
+
+Also the client's identity: a client keeps one id for its whole life, so that the combiner and the
+statestore see a restarted client as the same client. Without ``--client-id`` the id is generated
+once and kept in the work dir.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaleout.errors import InvalidId
+
+DEFAULT_API_URL = "http://localhost:8092"
+CLIENT_ID_FILE = "client_id"
+# The model repository's id rule (store/repository.py): the id names files and object keys there.
+_VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything an EdgeClient needs; the defaults are the CLI's.
+
+    ``assign_timeout`` None waits for an assignment forever (logging each retry);
+    ``reconnect_attempts`` failed connections to the assigned combiner make the client ask the API
+    again; ``task_timeout`` None lets an entry point run as long as it needs.
+    """
+
+    api_url: str = DEFAULT_API_URL
+    work_dir: Path = Path(".scaleout/client")
+    name: str | None = None
+    client_id: str | None = None
+    local_package: Path | None = None
+    token: str | None = None
+    heartbeat_interval: float = 10.0
+    env_dir: Path | None = None
+    assign_timeout: float | None = None
+    task_timeout: float | None = None
+    reconnect_attempts: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    chunk_size: int = 2 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {self.heartbeat_interval}")
+        if self.reconnect_attempts < 1:
+            raise ValueError(f"reconnect_attempts must be >= 1, got {self.reconnect_attempts}")
+        if not 1024 * 1024 <= self.chunk_size <= 4 * 1024 * 1024:
+            raise ValueError(f"chunk_size must be 1-4 MiB (the wire contract), got {self.chunk_size}")
+
+
+def validate_client_id(client_id: str) -> str:
+    """Return the id if the combiner and the stores can use it as a key; raise InvalidId otherwise."""
+    if not _VALID_ID.fullmatch(client_id) or client_id in {".", ".."}:
+        raise InvalidId(
+            f"invalid client id {client_id!r}: use 1-200 characters from A-Z a-z 0-9 . _ - "
+            "(or leave --client-id out to get a generated one)"
+        )
+    return client_id
+
+
+def resolve_client_id(work_dir: Path, given: str | None) -> str:
+    """The given id, else the one kept in ``work_dir``, else a new uuid hex written there."""
+    if given:
+        return validate_client_id(given)
+    path = work_dir / CLIENT_ID_FILE
+    if path.is_file():
+        stored = path.read_text(encoding="utf-8").strip()
+        try:
+            return validate_client_id(stored)
+        except InvalidId as exc:
+            raise InvalidId(f"{path} holds {exc}; delete the file to get a new id") from exc
+    client_id = uuid.uuid4().hex
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(client_id + "\n", encoding="utf-8")
+    return client_id

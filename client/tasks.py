@@ -1,0 +1,251 @@
+"""Run one task from the combiner: download the model, run the entry point SISO, send the result back.
+
+The entry points see exactly what ``scaleout run`` gives them: ``train IN OUT`` with the model at
+``IN`` and the task's round settings in ``IN-metadata``, writing ``OUT`` and ``OUT-metadata``;
+``validate IN OUT`` writing a JSON object at ``OUT``. Paths end in ``.npz`` because numpy appends
+it otherwise. Every file of a task is deleted when it ends, whatever the outcome, and a task that
+fails for any reason is reported to the combiner (SendStatus) so its round need not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from scaleout.client.dispatcher import Dispatcher
+from scaleout.client.model_transfer import download_model, upload_model
+from scaleout.client.threads import run_blocking
+from scaleout.errors import ScaleoutError
+from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+TRAIN = "Scaleout_ModelUpdate"
+VALIDATE = "Scaleout_Validation"
+METADATA_SUFFIX = "-metadata"  # scaleoututil's save_metadata/load_metadata naming
+
+
+# Files of one task: <uuid hex>.npz / .json, and their -metadata.
+_TASK_FILE = re.compile(r"[0-9a-f]{32}\.(npz|json)(-metadata)?")
+
+
+def remove_stale_task_files(work_dir: Path) -> int:
+    """Delete task files a killed client left behind (a normal run deletes its own); return how many."""
+    stale = [p for p in work_dir.iterdir() if p.is_file() and _TASK_FILE.fullmatch(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+class TaskFailed(ScaleoutError):
+    """A task could not be completed; the message is what the combiner records as the reason."""
+
+
+@dataclass
+class Link:
+    """One connection to a combiner: its stubs, and whether it still stands."""
+
+    combiner: scaleout_pb2_grpc.CombinerClientStub
+    models: scaleout_pb2_grpc.ModelServiceStub
+    name: str
+    established: bool = False
+    closed: bool = False
+
+
+class TaskRunner:
+    """Runs tasks one at a time for one client with one compute package."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        work_dir: Path,
+        client_id: str,
+        chunk_size: int,
+        task_timeout: float | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.work_dir = work_dir
+        self.client_id = client_id
+        self.chunk_size = chunk_size
+        self.task_timeout = task_timeout
+        self.running: str | None = None  # the entry point running now, for the shutdown log
+
+    async def run(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
+        """Do ``task`` and report its result, or its failure, to the combiner of ``link``."""
+        files: list[Path] = []
+        started = asyncio.get_running_loop().time()
+        try:
+            if task.type == TRAIN:
+                await self._train(task, link, files)
+            elif task.type == VALIDATE:
+                await self._validate(task, link, files)
+            else:
+                raise TaskFailed(f"unknown task type {task.type!r}; this client runs {TRAIN} and {VALIDATE}")
+            elapsed = asyncio.get_running_loop().time() - started
+            logger.info("%s task %s done in %.2f s", _kind(task), task.correlation_id, elapsed)
+        except Exception as exc:  # every failure is the task's reason, reported to the combiner
+            if not isinstance(exc, ScaleoutError | grpc.RpcError | OSError):
+                logger.exception("unexpected error in task %s (a bug in the client)", task.correlation_id)
+            await self._report_failure(task, link, _describe(exc))
+        finally:
+            for path in files:
+                path.unlink(missing_ok=True)
+
+    async def _train(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> None:
+        in_path = await self._stage_model(task, link, files)
+        out_path = self._new_path(".npz", files)
+        files.append(_metadata_path(out_path))
+        await self._run_entry_point("train", in_path, out_path)
+        if not out_path.is_file():
+            raise TaskFailed(f"entry point 'train' exited 0 but wrote no model at OUT ({out_path})")
+        meta = _read_json_object(_metadata_path(out_path), "train's OUT-metadata (save_metadata)")
+        update_id = uuid.uuid4().hex
+        await _grpc_step(
+            "upload of the update",
+            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size),
+        )
+        update = scaleout_pb2.ModelUpdate(
+            client_id=self.client_id,
+            model_id=task.model_id,
+            model_update_id=update_id,
+            correlation_id=task.correlation_id,
+            round_id=task.round_id,
+            session_id=task.session_id,
+            meta=json.dumps(meta),
+            config=task.data,
+        )
+        update.timestamp.GetCurrentTime()
+        response = await _grpc_step("SendModelUpdate", link.combiner.SendModelUpdate(update))
+        _log_answer("update", task, response.response)
+
+    async def _validate(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> None:
+        in_path = await self._stage_model(task, link, files)
+        out_path = self._new_path(".json", files)
+        await self._run_entry_point("validate", in_path, out_path)
+        metrics = _read_json_object(out_path, "validate's OUT (save_metrics)")
+        validation = scaleout_pb2.ModelValidation(
+            client_id=self.client_id,
+            model_id=task.model_id,
+            data=json.dumps(metrics),
+            correlation_id=task.correlation_id,
+            session_id=task.session_id,
+        )
+        validation.timestamp.GetCurrentTime()
+        response = await _grpc_step("SendModelValidation", link.combiner.SendModelValidation(validation))
+        _log_answer("validation", task, response.response)
+
+    async def _stage_model(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> Path:
+        """Download the task's model to IN and write the task's data to IN-metadata."""
+        settings = _task_data(task)
+        in_path = self._new_path(".npz", files)
+        meta_path = _metadata_path(in_path)
+        files.append(meta_path)
+        meta_path.write_text(json.dumps(settings), encoding="utf-8")
+        await _grpc_step(
+            f"download of model {task.model_id}", download_model(link.models, task.model_id, in_path)
+        )
+        return in_path
+
+    async def _run_entry_point(self, name: str, in_path: Path, out_path: Path) -> None:
+        self.running = name
+        try:
+            await run_blocking(
+                self.dispatcher.run,
+                name,
+                [str(in_path), str(out_path)],
+                None,
+                self.task_timeout,
+                name=f"entry-point-{name}",
+            )
+        finally:
+            self.running = None
+
+    def _new_path(self, suffix: str, files: list[Path]) -> Path:
+        path = self.work_dir / f"{uuid.uuid4().hex}{suffix}"
+        files.append(path)
+        return path
+
+    async def _report_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
+        logger.error("%s task %s failed: %s", _kind(task), task.correlation_id, error)
+        status = scaleout_pb2.Status(
+            client_id=self.client_id,
+            status=json.dumps(
+                {
+                    "correlation_id": task.correlation_id,
+                    "session_id": task.session_id,
+                    "round_id": task.round_id,
+                    "error": error,
+                }
+            ),
+            log_level=scaleout_pb2.LogLevel.ERROR,
+            type=task.type,
+        )
+        status.timestamp.GetCurrentTime()
+        try:
+            await link.combiner.SendStatus(status)
+        except (grpc.RpcError, grpc.aio.UsageError) as exc:
+            logger.error(
+                "could not report the failure of task %s to combiner %s (%s); its round will time it out",
+                task.correlation_id,
+                link.name,
+                _describe(exc),
+            )
+
+
+async def _grpc_step(what: str, call: Any) -> Any:
+    """Await a gRPC call, turning its error into a TaskFailed that names the step."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise TaskFailed(f"{what} failed: {exc.code().name}: {exc.details()}") from exc
+
+
+def _task_data(task: scaleout_pb2.TaskRequest) -> dict[str, Any]:
+    try:
+        data = json.loads(task.data) if task.data else {}
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"the task's data is not JSON ({exc}): {task.data[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise TaskFailed(f"the task's data must be a JSON object, got {task.data[:200]!r}")
+    return data
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TaskFailed(f"{what} was not written at {path}; the entry point must write it") from exc
+    except json.JSONDecodeError as exc:
+        raise TaskFailed(f"{what} at {path} is not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise TaskFailed(f"{what} at {path} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_name(path.name + METADATA_SUFFIX)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) if isinstance(exc, ScaleoutError) else f"{type(exc).__name__}: {exc}"
+
+
+def _kind(task: scaleout_pb2.TaskRequest) -> str:
+    return {TRAIN: "train", VALIDATE: "validate"}.get(task.type, task.type or "untyped")
+
+
+def _log_answer(what: str, task: scaleout_pb2.TaskRequest, answer: str) -> None:
+    if answer.startswith("rejected"):
+        logger.warning("combiner %s the %s of task %s", answer, what, task.correlation_id)
+    else:
+        logger.info("combiner answered %r to the %s of task %s", answer, what, task.correlation_id)

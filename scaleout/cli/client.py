@@ -1,0 +1,127 @@
+"""`scaleout client start`: run an edge client (flags > SCALEOUT_* environment > defaults)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from scaleout.cli.common import env_dir_option, user_errors
+from scaleout.client.settings import DEFAULT_API_URL, ClientSettings, validate_client_id
+
+DEFAULT_WORK_ROOT = Path(".scaleout")
+
+
+@click.group("client")
+def client_group() -> None:
+    """Run an edge client that trains on this machine's data."""
+
+
+@client_group.command("start")
+@click.option(
+    "--api-url",
+    envvar="SCALEOUT_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="URL of `scaleout api`; the client asks it for a combiner and the compute package.",
+)
+@click.option("--name", envvar="SCALEOUT_CLIENT_NAME", help="Display name (default: client-<id prefix>).")
+@click.option(
+    "--client-id",
+    envvar="SCALEOUT_CLIENT_ID",
+    help="Stable id; generated once and kept in the work dir when left out.",
+)
+@click.option(
+    "--local-package",
+    envvar="SCALEOUT_LOCAL_PACKAGE",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run this compute package folder instead of downloading the active one.",
+)
+@click.option(
+    "--work-dir",
+    envvar="SCALEOUT_CLIENT_WORK_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the id, the package and task files [default: .scaleout/clients/<client-id>, "
+    "or .scaleout/client without --client-id]. One client per work dir.",
+)
+@click.option("--token", envvar="SCALEOUT_API_TOKEN", help="API token, sent as 'Authorization: Bearer'.")
+@click.option(
+    "--heartbeat-interval",
+    envvar="SCALEOUT_HEARTBEAT_INTERVAL",
+    type=click.FloatRange(min=0.01),
+    default=10.0,
+    show_default=True,
+    help="Seconds between heartbeats to the combiner.",
+)
+@env_dir_option
+@click.option(
+    "--assign-timeout",
+    envvar="SCALEOUT_ASSIGN_TIMEOUT",
+    type=click.FloatRange(min=0),
+    help="Give up when no combiner is assigned within this many seconds [default: wait forever].",
+)
+@click.option(
+    "--task-timeout",
+    envvar="SCALEOUT_TASK_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop an entry point that runs longer than this many seconds [default: no limit].",
+)
+@click.option(
+    "--reconnect-attempts",
+    envvar="SCALEOUT_RECONNECT_ATTEMPTS",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Failed connections in a row to the combiner before asking the API for another.",
+)
+@click.option(
+    "--log-level",
+    envvar="SCALEOUT_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def start(
+    api_url: str,
+    name: str | None,
+    client_id: str | None,
+    local_package: Path | None,
+    work_dir: Path | None,
+    token: str | None,
+    heartbeat_interval: float,
+    env_dir: Path,
+    assign_timeout: float | None,
+    task_timeout: float | None,
+    reconnect_attempts: int,
+    log_level: str,
+) -> None:
+    """Connect to the federation and serve training and validation tasks until stopped (Ctrl-C)."""
+    # Imported here so `scaleout --help` does not load grpc.
+    from scaleout.client.edge import EdgeClient
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.upper() != "DEBUG":  # one line per HTTP request would drown the client's own log
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    with user_errors():
+        if work_dir is None:  # the id names a folder here, so it is checked first
+            work_dir = (
+                DEFAULT_WORK_ROOT / "clients" / validate_client_id(client_id)
+                if client_id
+                else DEFAULT_WORK_ROOT / "client"
+            )
+        settings = ClientSettings(
+            api_url=api_url,
+            work_dir=work_dir,
+            name=name,
+            client_id=client_id,
+            local_package=local_package,
+            token=token,
+            heartbeat_interval=heartbeat_interval,
+            env_dir=env_dir,
+            assign_timeout=assign_timeout,
+            task_timeout=task_timeout,
+            reconnect_attempts=reconnect_attempts,
+        )
+        asyncio.run(EdgeClient(settings).run())
