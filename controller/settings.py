@@ -1,0 +1,28 @@
+"""The controller's settings: built once by the app factory or CLI and passed down."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Bounds of every wait the controller makes; each field says what happens at the bound."""
+
+    # A combiner heartbeats its Combiner record every 5 s (contract); three missed beats mean offline.
+    combiner_online_window: float = 15.0
+    # Seconds an Info call may take; a combiner that does not answer is left out of the round.
+    info_deadline: float = 5.0
+    # Seconds beyond round_timeout a StartRound call may take (staging the model, the last uploads,
+    # writing the aggregate); past it the call is cancelled and counts as that combiner's failure.
+    round_margin: float = 60.0
+    # Seconds combiners wait for validations; None means the session's round_timeout.
+    validation_timeout: float | None = None
+    # Largest gRPC message on Control channels: a RoundResult carries one entry per client.
+    grpc_max_message_size: int = 64 * 1024 * 1024
+    # Seconds stop_session and close wait for a cancelled session to record its end.
+    stop_timeout: float = 30.0
+    # Where the reduce spools models; None means the system's temp directory.
+    work_dir: str | None = None
+
+    def validation_deadline(self, round_timeout: float) -> float:
+        """The timeout sent in ValidationConfig: the setting, or the round's own timeout."""
+        return self.validation_timeout if self.validation_timeout is not None else round_timeout
