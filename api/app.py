@@ -1,0 +1,144 @@
+"""The FastAPI app: every route under /api/v1, OpenAPI at /docs, the controller on the same loop."""
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from scaleout import __version__
+from scaleout.api import routes_clients, routes_health, routes_models, routes_packages, routes_sessions
+from scaleout.api.auth import API_PREFIX, TokenAuthMiddleware, bearer_scheme
+from scaleout.api.checks import InvalidModel
+from scaleout.api.routes_entities import entity_router
+from scaleout.api.settings import ApiSettings
+from scaleout.api.uploads import BodyLimitMiddleware
+from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
+from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
+from scaleout.store.repository import ModelRepository
+from scaleout.store.statestore import DuplicateId, InvalidFilter, Statestore
+from scaleout.store.uri import open_model_repository, open_statestore
+
+log = logging.getLogger(__name__)
+
+ENTITY_FAMILIES: list[tuple[str, type, Callable[[Statestore], Any]]] = [
+    ("sessions", Session, lambda store: store.sessions),
+    ("rounds", Round, lambda store: store.rounds),
+    ("models", Model, lambda store: store.models),
+    ("validations", Validation, lambda store: store.validations),
+    ("clients", Client, lambda store: store.clients),
+    ("combiners", Combiner, lambda store: store.combiners),
+    ("packages", Package, lambda store: store.packages),
+    ("events", Event, lambda store: store.events),
+]
+
+# Our errors as HTTP answers; the message (naming what was wrong and the fix) is the detail.
+ERROR_STATUS: list[tuple[type[Exception], int]] = [
+    (NotFound, 404),
+    (DuplicateId, 409),
+    (InvalidFilter, 422),
+    (InvalidId, 422),
+    (PackageError, 422),
+    (InvalidModel, 422),
+    (ScaleoutError, 400),
+]
+
+
+def create_app(
+    settings: ApiSettings,
+    statestore: Statestore | None = None,
+    repository: ModelRepository | None = None,
+    controller: Any | None = None,
+) -> FastAPI:
+    """The API over these stores, or over stores (and a controller) the app opens from `settings`.
+
+    Stores passed in are the caller's to close and the app runs exactly the controller given (or none);
+    without stores the lifespan opens them by URI and hosts a Controller when one is importable.
+    A controller is started and closed by the lifespan, as it needs the server's event loop.
+    """
+    app = FastAPI(
+        title="scaleout-edge",
+        version=__version__,
+        description="Sessions, rounds, models, compute packages, clients and combiners of a federation.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.statestore = statestore
+    app.state.repository = repository
+    app.state.controller = controller
+    app.state.owns_stores = statestore is None
+    app.state.session_lock = threading.Lock()
+    _add_routes(app)
+    _add_error_handlers(app)
+    # Outermost first: auth is checked before the body limit reads anything.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.token:
+        app.add_middleware(TokenAuthMiddleware, token=settings.token)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    secured = [Depends(bearer_scheme)] if app.state.settings.token else []
+    app.include_router(routes_health.router, prefix=API_PREFIX)
+    # Specific routes before the generic ones, so /packages/active is not taken for an id.
+    for router in (
+        routes_sessions.router,
+        routes_packages.router,
+        routes_models.router,
+        routes_clients.router,
+    ):
+        app.include_router(router, prefix=API_PREFIX, dependencies=secured)
+    for family, entity, select in ENTITY_FAMILIES:
+        app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    for error_type, status in ERROR_STATUS:
+        app.add_exception_handler(error_type, _handler(status))
+
+
+def _handler(status: int) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
+    return handle
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    async with AsyncExitStack() as stack:
+        if state.owns_stores:
+            await _open_stores(app, stack)
+        if state.controller is not None:
+            await state.controller.start()
+            stack.push_async_callback(state.controller.close)
+        yield
+
+
+async def _open_stores(app: FastAPI, stack: AsyncExitStack) -> None:
+    """Open the stores named in the settings (closed on shutdown) and host the controller."""
+    settings: ApiSettings = app.state.settings
+    app.state.statestore = await asyncio.to_thread(open_statestore, settings.db_uri)
+    stack.callback(app.state.statestore.close)
+    app.state.repository = await asyncio.to_thread(
+        open_model_repository, settings.models_uri, settings.s3_credentials
+    )
+    app.state.controller = _make_controller(app.state.statestore, app.state.repository, settings)
+
+
+def _make_controller(
+    statestore: Statestore, repository: ModelRepository, settings: ApiSettings
+) -> Any | None:
+    try:
+        from scaleout.controller.controller import Controller
+        from scaleout.controller.settings import ControllerSettings
+    except ImportError as error:
+        log.warning("no controller (%s): sessions are recorded but not run", error)
+        return None
+    controller_settings = ControllerSettings(combiner_online_window=settings.combiner_online_seconds)
+    return Controller(statestore, repository, controller_settings)

@@ -1,0 +1,105 @@
+"""Client assignment: an edge client asks which combiner to connect to (contract: POST /clients/add)."""
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from scaleout.api import deps
+from scaleout.errors import NotFound
+from scaleout.store.entities import Client, Combiner, NodeStatus, utcnow
+from scaleout.store.statestore import Statestore
+
+router = APIRouter(prefix="/clients", tags=["clients"])
+NOT_READY = (
+    "no compute package is active yet; upload one with POST /api/v1/packages/ "
+    "(APIClient.set_active_package), or start the client with --local-package"
+)
+
+
+class ClientAddRequest(BaseModel):
+    # Extra keys are ignored: other clients (e.g. the official one) send more than the contract needs.
+    model_config = ConfigDict(extra="ignore")
+
+    client_id: str = Field(min_length=1, max_length=200)
+    name: str = Field("", max_length=200)
+    package: Literal["remote", "local"] = "remote"
+
+
+class CombinerAddress(BaseModel):
+    host: str
+    port: int
+    name: str
+
+
+class ClientAssignment(BaseModel):
+    client_id: str
+    combiner: CombinerAddress
+    package: Literal["remote", "local"]
+    helper_type: str
+
+
+def least_loaded_combiner(store: Statestore, online_seconds: float, client_id: str) -> Combiner:
+    """The online combiner with the fewest live clients assigned (ties by name); 503 when none is online.
+
+    Load counts the Client records assigned to each combiner and seen within the online window, not the
+    combiner's own client_count: that one lags by a registry interval, so a burst of clients joining at
+    once would all land on one combiner.
+    """
+    since = utcnow() - timedelta(seconds=online_seconds)
+    online = store.combiners.seen_since(since, {"status": NodeStatus.ONLINE.value})
+    if not online:
+        raise HTTPException(
+            503,
+            f"no combiner is online (none seen in the last {online_seconds:g} s); "
+            "start one with `scaleout combiner start` and retry",
+        )
+    assigned = [c for c in store.clients.seen_since(since) if c.id != client_id]
+
+    def load(combiner: Combiner) -> tuple[int, str]:
+        return sum(1 for c in assigned if c.combiner_id == combiner.id), combiner.name
+
+    return min(online, key=load)
+
+
+def _record_assignment(store: Statestore, body: ClientAddRequest, combiner: Combiner) -> None:
+    """Upsert the Client with its combiner, keeping what the combiner already recorded about it."""
+    try:
+        client = store.clients.get(body.client_id)
+    except NotFound:
+        client = Client(id=body.client_id)
+    changes = {
+        "name": body.name or client.name or body.client_id,
+        "combiner_id": combiner.id,
+        "last_seen": utcnow(),
+    }
+    store.clients.upsert(client.model_copy(update=changes))
+
+
+@router.post(
+    "/add",
+    response_model=ClientAssignment,
+    summary="Assign a client to the least-loaded online combiner",
+    responses={203: {"description": "no compute package is active yet; retry later"}, 503: {}},
+)
+def add_client(
+    body: ClientAddRequest,
+    store: deps.StatestoreDep,
+    settings: deps.SettingsDep,
+) -> Any:
+    try:
+        helper = store.packages.active().helper
+    except NotFound:
+        if body.package == "remote":
+            return JSONResponse({"message": NOT_READY}, status_code=203)
+        helper = settings.default_helper
+    combiner = least_loaded_combiner(store, settings.combiner_online_seconds, body.client_id)
+    _record_assignment(store, body, combiner)
+    return ClientAssignment(
+        client_id=body.client_id,
+        combiner=CombinerAddress(host=combiner.address, port=combiner.port, name=combiner.name),
+        package=body.package,
+        helper_type=helper,
+    )

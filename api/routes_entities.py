@@ -1,0 +1,108 @@
+"""One router factory for the read side of every entity family: list, count and get by id.
+
+Filters are the entity's scalar fields as query parameters (``?session_id=...&status=Finished``),
+typed from the entity so /docs lists them and bad values get 422 naming the parameter.
+"""
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, create_model
+
+from scaleout.api import deps
+from scaleout.errors import NotFound
+from scaleout.store.entities import Entity
+from scaleout.store.schema import scalar_fields
+from scaleout.store.statestore import Repository, Statestore
+
+PAGING = frozenset({"limit", "skip", "sort_key", "sort_order"})
+MAX_LIMIT = 10_000
+
+
+class Count(BaseModel):
+    count: int
+
+
+def get_or_404(repository: Repository[Any], id: str) -> Any:
+    """The record, or 404 naming the entity and the id ("Session 'x' not found")."""
+    try:
+        return repository.get(id)
+    except NotFound:
+        raise HTTPException(404, f"{repository.entity.__name__} {id!r} not found") from None
+
+
+def list_response_model(entity: type[Entity]) -> type[BaseModel]:
+    """``{"count": total before paging, "result": [...]}`` for one entity, named for /docs."""
+    return create_model(f"{entity.__name__}List", count=(int, ...), result=(list[entity], ...))
+
+
+def filter_dependency(family: str, entity: type[Entity]) -> Callable[..., dict[str, Any]]:
+    """A dependency taking each scalar field as an optional typed query parameter; unknown ones get 422."""
+    fields = scalar_fields(entity)
+
+    def filters(request: Request, **values: Any) -> dict[str, Any]:
+        unknown = sorted(set(request.query_params) - set(fields) - PAGING)
+        if unknown:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ("query", name),
+                        "msg": f"unknown query parameter {name!r} for {family}; "
+                        f"filter on one of: {', '.join(fields)}",
+                        "input": request.query_params[name],
+                    }
+                    for name in unknown
+                ]
+            )
+        return {name: value for name, value in values.items() if value is not None}
+
+    parameters = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
+    parameters += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=kind | None,
+            default=Query(None, description=f"only {family} whose {name} equals this"),
+        )
+        for name, kind in fields.items()
+    ]
+    filters.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return filters
+
+
+def entity_router(
+    family: str, entity: type[Entity], select: Callable[[Statestore], Repository[Any]]
+) -> APIRouter:
+    """``GET /``, ``GET /count`` and ``GET /{id}`` for one entity family."""
+    router = APIRouter(prefix=f"/{family}", tags=[family])
+    Where = Annotated[dict[str, Any], Depends(filter_dependency(family, entity))]
+    noun = entity.__name__
+
+    # Sync endpoints: the statestore blocks, so FastAPI runs these in its threadpool.
+    @router.get("/", response_model=list_response_model(entity), summary=f"List {family}")
+    def list_items(
+        where: Where,
+        store: deps.StatestoreDep,
+        limit: Annotated[
+            int | None, Query(ge=0, le=MAX_LIMIT, description="page size; all if omitted")
+        ] = None,
+        skip: Annotated[int, Query(ge=0)] = 0,
+        sort_key: Annotated[str, Query(description="a scalar field; ids sort in creation order")] = "id",
+        sort_order: Literal["asc", "desc"] = "asc",
+    ) -> dict[str, Any]:
+        page = select(store).list(where, sort_key=sort_key, sort_order=sort_order, limit=limit, skip=skip)
+        return {"count": page.count, "result": page.items}
+
+    @router.get("/count", response_model=Count, summary=f"Count {family}")
+    def count_items(where: Where, store: deps.StatestoreDep) -> dict[str, int]:
+        return {"count": select(store).count(where)}
+
+    @router.get("/{id}", response_model=entity, summary=f"Get one {noun}")
+    def get_item(id: str, store: deps.StatestoreDep) -> Any:
+        return get_or_404(select(store), id)
+
+    return router

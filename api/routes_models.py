@@ -1,0 +1,64 @@
+"""Models: upload a seed model, download any model, and walk the model trail."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import StreamingResponse
+
+from scaleout.api import deps
+from scaleout.api.checks import check_seed_model
+from scaleout.api.routes_entities import get_or_404, list_response_model
+from scaleout.api.settings import ApiSettings
+from scaleout.api.streaming import stream_object
+from scaleout.api.uploads import sha256_and_size
+from scaleout.errors import NotFound
+from scaleout.store.entities import Model, new_id
+from scaleout.store.statestore import Statestore
+
+router = APIRouter(prefix="/models", tags=["models"])
+ModelList = list_response_model(Model)
+
+
+def active_helper(store: Statestore, settings: ApiSettings) -> str:
+    """The helper of the active package; the default one before a package is uploaded."""
+    try:
+        return store.packages.active().helper
+    except NotFound:
+        return settings.default_helper
+
+
+@router.post("/", response_model=Model, status_code=201, summary="Upload a seed model (no parent)")
+def upload_seed_model(
+    file: Annotated[UploadFile, File(description="the model file, e.g. an .npz written by numpyhelper")],
+    store: deps.StatestoreDep,
+    repository: deps.RepositoryDep,
+    settings: deps.SettingsDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Model:
+    """Checked loadable by the active helper (422 with the reason) before anything is stored."""
+    check_seed_model(file.file, active_helper(store, settings))
+    checksum, size = sha256_and_size(file.file)
+    model = Model(id=new_id(), name=name or (file.filename or "seed"), size=size, sha256=checksum)
+    repository.put_model(model.id, file.file)  # bytes first: a committed id always has its bytes (§4)
+    return store.models.add(model)
+
+
+@router.get("/{id}/download", summary="Download a model's bytes", response_class=StreamingResponse)
+def download_model(id: str, store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
+    model = get_or_404(store.models, id)
+    stream = repository.open_model(model.id)
+    return stream_object(stream, repository.model_size(model.id), f"{model.id}.npz")
+
+
+@router.get("/{id}/ancestors", response_model=ModelList, summary="The trail back to the seed, parent first")
+def model_ancestors(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
+    get_or_404(store.models, id)
+    models = store.models.ancestors(id)
+    return {"count": len(models), "result": models}
+
+
+@router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
+def model_descendants(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
+    get_or_404(store.models, id)
+    models = store.models.descendants(id)
+    return {"count": len(models), "result": models}

@@ -1,0 +1,80 @@
+"""Compute packages: upload one (it becomes active), and serve the active one to clients."""
+
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from scaleout.api import deps
+from scaleout.api.checks import check_helper, check_package
+from scaleout.api.streaming import stream_object
+from scaleout.api.uploads import sha256_and_size
+from scaleout.errors import NotFound
+from scaleout.store.entities import Package, new_id
+from scaleout.store.statestore import Statestore
+
+router = APIRouter(prefix="/packages", tags=["packages"])
+NO_PACKAGE = (
+    "no compute package is active; upload one with POST /api/v1/packages/ (APIClient.set_active_package)"
+)
+
+
+class Checksum(BaseModel):
+    checksum: str
+
+
+def active_package(store: Statestore) -> Package:
+    """The active package, or 404 saying how to set one."""
+    try:
+        return store.packages.active()
+    except NotFound:
+        raise HTTPException(404, NO_PACKAGE) from None
+
+
+@router.post(
+    "/", response_model=Package, status_code=201, summary="Upload a compute package; it becomes active"
+)
+def upload_package(
+    file: Annotated[UploadFile, File(description="the package tarball (.tgz), scaleout.yaml at its root")],
+    store: deps.StatestoreDep,
+    repository: deps.RepositoryDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    helper: Annotated[str, Form(description="the helper plugin the package uses")] = "numpyhelper",
+    description: Annotated[str, Form(max_length=2000)] = "",
+) -> Package:
+    """Checked (gzip, safe members, scaleout.yaml at the root) before anything is stored."""
+    check_helper(helper)
+    check_package(file.file)
+    checksum, size = sha256_and_size(file.file)
+    file_name = PurePath(file.filename or "package.tgz").name
+    package = Package(
+        id=new_id(),
+        name=name or file_name,
+        file_name=file_name,
+        sha256=checksum,
+        size=size,
+        helper=helper,
+        description=description,
+    )
+    repository.put_package(package.id, file.file)  # bytes first: a record never names missing bytes
+    store.packages.add(package)
+    return store.packages.set_active(package.id)
+
+
+@router.get("/active", response_model=Package, summary="The active compute package")
+def get_active_package(store: deps.StatestoreDep) -> Package:
+    return active_package(store)
+
+
+@router.get("/checksum", response_model=Checksum, summary="sha256 of the active package's tarball")
+def get_package_checksum(store: deps.StatestoreDep) -> dict[str, str]:
+    return {"checksum": active_package(store).sha256}
+
+
+@router.get("/download", summary="Download the active package's tarball", response_class=StreamingResponse)
+def download_package(store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
+    package = active_package(store)
+    stream = repository.open_package(package.id)
+    return stream_object(stream, package.size, package.file_name)

@@ -1,0 +1,169 @@
+"""Sessions: create one with its config, start it (one at a time), stop it, wait for it.
+
+Start and stop are async endpoints because the controller runs on the event loop; their statestore
+calls go through asyncio.to_thread so the loop never blocks.
+"""
+
+import asyncio
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from scaleout.api import deps
+from scaleout.api.routes_entities import get_or_404
+from scaleout.errors import ScaleoutError
+from scaleout.store.entities import Session, SessionConfig, SessionStatus, utcnow
+from scaleout.store.statestore import Statestore
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+ENDED = frozenset({SessionStatus.FINISHED, SessionStatus.FAILED, SessionStatus.TERMINATED})
+NO_SEED = "no seed model: upload one with POST /api/v1/models/"
+MAX_WAIT = 60.0
+
+
+class SessionRequest(BaseModel):
+    """A session to create: its name, how its rounds run, and the model it starts from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=200, description="a name for people; generated when empty")
+    config: SessionConfig = Field(default_factory=SessionConfig)
+    model_id: str | None = Field(None, description="the seed model; the latest committed model if omitted")
+
+
+def _new_session(store: Statestore, body: SessionRequest) -> Session:
+    if body.model_id is not None:
+        get_or_404(store.models, body.model_id)
+    session = Session(config=body.config, seed_model_id=body.model_id)
+    session.name = body.name or f"session-{session.id[-8:]}"
+    return session
+
+
+def _seed_model_id(store: Statestore, session: Session) -> str:
+    """The session's seed model, defaulting to the latest committed model; 400 when there is none."""
+    if session.seed_model_id:
+        return session.seed_model_id
+    latest = store.models.list(sort_key="committed_at", sort_order="desc", limit=1).items
+    if not latest:
+        raise HTTPException(400, NO_SEED)
+    return latest[0].id
+
+
+def _refuse_if_one_is_started(store: Statestore) -> None:
+    started = store.sessions.list({"status": SessionStatus.STARTED.value}, limit=1).items
+    if started:
+        other = started[0]
+        raise HTTPException(
+            409,
+            f"session {other.name!r} ({other.id}) is Started; wait for it to end or stop it with "
+            f"POST /api/v1/sessions/{other.id}/stop",
+        )
+
+
+def _prepare_start(
+    store: Statestore, lock: threading.Lock, session: Session, is_new: bool, mark_started: bool
+) -> Session:
+    """Check a start may happen and record it; under the lock so two starts cannot both pass."""
+    with lock:
+        if not is_new:
+            session = store.sessions.get(session.id)  # re-read: it may have changed since the request began
+        if not is_new and session.status != SessionStatus.CREATED:
+            raise HTTPException(
+                409,
+                f"session {session.id!r} is {session.status.value}; only a Created session can "
+                "start: create a new session",
+            )
+        _refuse_if_one_is_started(store)
+        changes: dict[str, Any] = {"seed_model_id": _seed_model_id(store, session)}
+        if mark_started:  # without a controller nobody else will
+            changes.update(status=SessionStatus.STARTED, started_at=utcnow())
+        if is_new:
+            return store.sessions.add(session.model_copy(update=changes))
+        return store.sessions.update(session.id, changes)
+
+
+async def _start(
+    store: Statestore, lock: threading.Lock, controller: Any | None, session: Session, is_new: bool
+) -> Session:
+    session = await asyncio.to_thread(_prepare_start, store, lock, session, is_new, controller is None)
+    if controller is None:
+        return session
+    try:
+        await controller.start_session(session.id)
+    except ScaleoutError as error:
+        if is_new:  # the one-call start must not leave a Created session behind
+            await asyncio.to_thread(store.sessions.delete, session.id)
+        raise HTTPException(409, str(error)) from None
+    return await asyncio.to_thread(store.sessions.get, session.id)
+
+
+@router.post("/", response_model=Session, status_code=201, summary="Create a session (not started)")
+def create_session(body: SessionRequest, store: deps.StatestoreDep) -> Session:
+    return store.sessions.add(_new_session(store, body))
+
+
+@router.post("/start", response_model=Session, status_code=201, summary="Create and start a session")
+async def create_and_start_session(
+    body: SessionRequest,
+    store: deps.StatestoreDep,
+    lock: deps.SessionLockDep,
+    controller: deps.ControllerDep,
+) -> Session:
+    session = await asyncio.to_thread(_new_session, store, body)
+    return await _start(store, lock, controller, session, is_new=True)
+
+
+@router.post("/{id}/start", response_model=Session, summary="Start a Created session")
+async def start_session(
+    id: str,
+    store: deps.StatestoreDep,
+    lock: deps.SessionLockDep,
+    controller: deps.ControllerDep,
+) -> Session:
+    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    return await _start(store, lock, controller, session, is_new=False)
+
+
+@router.post("/{id}/stop", response_model=Session, summary="Stop a session; it ends Terminated")
+async def stop_session(
+    id: str,
+    store: deps.StatestoreDep,
+    controller: deps.ControllerDep,
+) -> Session:
+    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    if session.status in ENDED:
+        raise HTTPException(409, f"session {id!r} already ended: it is {session.status.value}")
+    if controller is not None:
+        try:
+            return await controller.stop_session(id)
+        except ScaleoutError as error:
+            raise HTTPException(409, str(error)) from None
+    changes = {"status": SessionStatus.TERMINATED, "finished_at": utcnow()}
+    return await asyncio.to_thread(store.sessions.update, id, changes)
+
+
+@router.get("/{id}/wait", response_model=Session, summary="Long-poll: the session once it ended")
+async def wait_for_session(
+    id: str,
+    store: deps.StatestoreDep,
+    controller: deps.ControllerDep,
+    timeout: Annotated[float, Query(gt=0, le=MAX_WAIT, description="seconds to wait at most")] = 30.0,
+) -> Session:
+    """Answers when the session ends or after `timeout` seconds, with the session as it is then."""
+    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    if session.status in ENDED or controller is None:
+        return session
+    return await controller.wait_for_session(id, timeout)
+
+
+@router.get("/{id}/progress", summary="Live progress of the session's running round")
+async def session_progress(
+    id: str,
+    store: deps.StatestoreDep,
+    controller: deps.ControllerDep,
+) -> dict[str, Any]:
+    await asyncio.to_thread(get_or_404, store.sessions, id)
+    live = controller.progress(id) if controller is not None else None
+    return {"session_id": id, "progress": live}
