@@ -22,11 +22,14 @@ $(MONGO_VENV)/.installed:
 install: $(BIN)/.installed
 
 test: $(BIN)/.installed $(MONGO_VENV)/.installed
-	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/ruff check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/pytest
 
+# The whole federation on this machine: API + controller + one combiner in-process, three client
+# processes with their own data partitions, five rounds on the mnist-numpy example.
 demo: $(BIN)/.installed
-	$(BIN)/python -m scaleout.demo
+	$(BIN)/scaleout local examples/mnist-numpy/client --clients 3 --rounds 5 --work-dir .scaleout/demo
 
 proto: $(BIN)/.installed
 	$(BIN)/python -m scaleout.proto.generate

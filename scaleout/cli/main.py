@@ -16,3 +16,15 @@ from scaleout.cli.run import run_group  # noqa: E402
 
 cli.add_command(run_group)
 cli.add_command(package_group)
+from scaleout.cli.api import api_group  # noqa: E402
+
+cli.add_command(api_group)
+from scaleout.cli.combiner import combiner_group  # noqa: E402
+
+cli.add_command(combiner_group)
+from scaleout.cli.client import client_group  # noqa: E402
+
+cli.add_command(client_group)
+from scaleout.cli.local import local_command  # noqa: E402
+
+cli.add_command(local_command)

@@ -1,0 +1,277 @@
+"""End to end: real `scaleout api`, `scaleout combiner` and `scaleout client start` processes on loopback,
+driven through the public APIClient. The global models are checked to 1e-6 against numpy."""
+
+import io
+import signal
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scaleout.api.client import APIError
+from scaleoututil.helpers.helpers import get_helper
+from tests.e2e.federation import Federation, federation, make_package, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+helper = get_helper("numpyhelper")
+
+# train adds E2E_K to every parameter and reports E2E_N examples; E2E_MODE makes it misbehave on purpose.
+# With E2E_GATE set it blocks in the round given by E2E_GATE_ROUND until the test creates that file,
+# after writing E2E_GATE + ".started" so the test knows it is mid-round.
+TRAIN = """
+import json, os, sys, time
+import numpy as np
+from scaleoututil.helpers.helpers import get_helper, save_metadata
+
+helper = get_helper("numpyhelper")
+in_path, out_path = sys.argv[1], sys.argv[2]
+with open(in_path + "-metadata") as f:
+    task = json.load(f)
+mode = os.environ.get("E2E_MODE", "")
+if mode == "crash":
+    sys.stderr.write("boom: the local data is corrupt\\n")
+    sys.exit(1)
+gate = os.environ.get("E2E_GATE")
+if gate and task.get("round_index") == int(os.environ.get("E2E_GATE_ROUND", "0")):
+    open(gate + ".started", "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+weights = helper.load(in_path)
+if mode == "wrong_shape":
+    weights = [np.zeros((5, 5), dtype=w.dtype) for w in weights]
+k = float(os.environ.get("E2E_K", "1"))
+meta = {"num_examples": int(os.environ.get("E2E_N", "10"))}
+if mode == "no_num_examples":
+    meta = {"loss": 0.5}
+save_metadata(meta, out_path)
+helper.save([w + k for w in weights], out_path)
+"""
+
+VALIDATE = """
+import sys
+import numpy as np
+from scaleoututil.helpers.helpers import get_helper, save_metrics
+
+weights = get_helper("numpyhelper").load(sys.argv[1])
+save_metrics({"mean": float(np.mean(weights[0]))}, sys.argv[2])
+"""
+
+SEED = [np.zeros((4, 3), dtype=np.float32), np.arange(5, dtype=np.float64)]
+ENV = {"SCALEOUT_ENV_DIR": str(Path(__file__).resolve().parents[2] / ".scaleout" / "test-envs")}
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Iterator[Federation]:
+    with federation(tmp_path, f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models", ENV) as fed:
+        yield fed
+
+
+def seeded(fed: Federation) -> str:
+    """Upload the e2e package and the seed; return the seed's model id."""
+    package = make_package(fed.root, TRAIN, VALIDATE)
+    fed.api.set_active_package(package)
+    seed_path = fed.root / "seed.npz"
+    helper.save(SEED, str(seed_path))
+    return fed.api.set_active_model(seed_path)
+
+
+def global_model(fed: Federation, model_id: str) -> list[np.ndarray]:
+    path = fed.api.download_model(model_id, fed.root / f"{model_id}.npz")
+    return helper.load(str(path))
+
+
+def assert_model_is_seed_plus(fed: Federation, model_id: str, shift: float) -> None:
+    model = global_model(fed, model_id)
+    assert [a.dtype for a in model] == [a.dtype for a in SEED]
+    for array, seed in zip(model, SEED, strict=True):
+        np.testing.assert_allclose(array, seed + shift, rtol=0, atol=1e-6)
+
+
+def run_session(fed: Federation, timeout: float = 120, **config: Any) -> dict[str, Any]:
+    session_id = fed.api.start_session(**config)
+    return fed.api.wait_for_session(session_id, timeout)
+
+
+def rounds_of(fed: Federation, session_id: str) -> list[dict[str, Any]]:
+    return fed.api.get_rounds(session_id=session_id, sort_key="index")["result"]
+
+
+def start_clients(fed: Federation, specs: list[dict[str, str]]) -> None:
+    for index, env in enumerate(specs):
+        fed.start_client(f"client-{index}", extra_env=env)
+    fed.wait_for_clients(len(specs))
+
+
+def test_global_model_is_the_weighted_average_with_one_combiner(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner()
+    start_clients(
+        fed, [{"E2E_K": "1", "E2E_N": "10"}, {"E2E_K": "2", "E2E_N": "20"}, {"E2E_K": "3", "E2E_N": "70"}]
+    )
+
+    session = run_session(fed, rounds=1, validate=False, min_clients=3)
+
+    assert session["status"] == "Finished", session
+    (round_,) = rounds_of(fed, session["id"])
+    assert sorted(c["num_examples"] for c in round_["clients"]) == [10, 20, 70]
+    assert_model_is_seed_plus(fed, round_["model_id"], (1 * 10 + 2 * 20 + 3 * 70) / 100)
+
+
+def test_two_combiners_are_reduced_weighted_by_their_examples(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner("combiner-a")
+    fed.start_combiner("combiner-b")
+    weights = [("1", "1"), ("2", "1"), ("3", "10"), ("4", "30")]
+    start_clients(fed, [{"E2E_K": k, "E2E_N": n} for k, n in weights])
+
+    session = run_session(fed, rounds=1, validate=False, min_clients=4)
+
+    assert session["status"] == "Finished", session
+    (round_,) = rounds_of(fed, session["id"])
+    assert {c["combiner_id"] for c in round_["combiners"]} == {"combiner-a", "combiner-b"}
+    assert sum(c["num_examples"] for c in round_["combiners"]) == 42
+    expected = sum(int(k) * int(n) for k, n in weights) / 42
+    assert_model_is_seed_plus(fed, round_["model_id"], expected)
+
+
+def test_three_rounds_commit_a_trail_and_validations(fed: Federation) -> None:
+    seed_id = seeded(fed)
+    fed.start_combiner()
+    start_clients(fed, [{"E2E_K": "1", "E2E_N": "5"}, {"E2E_K": "3", "E2E_N": "15"}])
+
+    session = run_session(fed, rounds=3, min_clients=2)
+
+    assert session["status"] == "Finished", session
+    rounds = rounds_of(fed, session["id"])
+    assert [r["status"] for r in rounds] == ["Finished"] * 3
+    trail = fed.api.get_model_trail(rounds[-1]["model_id"])
+    assert [m["id"] for m in trail] == [seed_id] + [r["model_id"] for r in rounds]
+    assert_model_is_seed_plus(fed, rounds[-1]["model_id"], 3 * 2.5)
+    validations = fed.api.get_validations(session_id=session["id"])["result"]
+    assert len(validations) == 2 * 3
+    means = sorted({(v["round_id"], v["metrics"]["mean"]) for v in validations}, key=lambda x: x[1])
+    assert [mean for _, mean in means] == pytest.approx([2.5, 5.0, 7.5])
+
+
+def test_a_client_killed_mid_round_leaves_the_round_to_the_others(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner()
+    gate = fed.root / "gate"
+    start_clients(
+        fed, [{"E2E_K": "1", "E2E_N": "10"}, {"E2E_K": "2", "E2E_N": "30"}, {"E2E_GATE": str(gate)}]
+    )
+    session_id = fed.api.start_session(rounds=1, validate=False, min_clients=2, round_timeout=4)
+    wait_until(lambda: Path(f"{gate}.started").exists(), 60, "the gated client to start training")
+
+    fed.processes["client-2"].stop(signal.SIGKILL)
+
+    session = fed.api.wait_for_session(session_id, 60)
+    assert session["status"] == "Finished", session
+    (round_,) = rounds_of(fed, session_id)
+    assert sorted(c["client_id"] for c in round_["clients"]) == ["client-0", "client-1"]
+    assert_model_is_seed_plus(fed, round_["model_id"], (1 * 10 + 2 * 30) / 40)
+
+
+def test_a_round_below_min_clients_fails_cleanly_and_keeps_the_model(fed: Federation) -> None:
+    seed_id = seeded(fed)
+    fed.start_combiner()
+    gate = fed.root / "gate"
+    start_clients(fed, [{}, {}, {"E2E_GATE": str(gate)}])
+    session_id = fed.api.start_session(rounds=1, validate=False, min_clients=3, round_timeout=3)
+    wait_until(lambda: Path(f"{gate}.started").exists(), 60, "the gated client to start training")
+
+    fed.processes["client-2"].stop(signal.SIGKILL)
+
+    session = fed.api.wait_for_session(session_id, 60)
+    assert session["status"] == "Failed"
+    assert "min_clients" in session["error"]
+    (round_,) = rounds_of(fed, session_id)
+    assert round_["status"] == "Failed" and "min_clients" in round_["error"]
+    assert [m["id"] for m in fed.api.get_models()["result"]] == [seed_id]
+
+
+def test_bad_updates_and_a_crashing_entry_point_are_rejected_with_reasons(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner()
+    modes = ["", "crash", "no_num_examples", "wrong_shape"]
+    start_clients(fed, [{"E2E_MODE": mode, "E2E_K": "1", "E2E_N": "10"} for mode in modes])
+
+    session = run_session(fed, rounds=1, validate=False, min_clients=1)
+
+    assert session["status"] == "Finished", session
+    (round_,) = rounds_of(fed, session["id"])
+    assert [c["client_id"] for c in round_["clients"]] == ["client-0"]
+    reasons = {r["client_id"]: r["reason"] for r in round_["rejected"]}
+    assert set(reasons) == {"client-1", "client-2", "client-3"}
+    assert (
+        "exited with code 1" in reasons["client-1"]
+        and "boom: the local data is corrupt" in reasons["client-1"]
+    )
+    assert "num_examples" in reasons["client-2"]
+    assert "shape" in reasons["client-3"]
+    assert_model_is_seed_plus(fed, round_["model_id"], 1.0)
+
+
+def test_an_update_from_the_previous_round_is_rejected_as_stale(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner()
+    gate = fed.root / "gate"
+    start_clients(fed, [{"E2E_K": "1", "E2E_N": "10"}, {"E2E_K": "3", "E2E_N": "10", "E2E_GATE": str(gate)}])
+    session_id = fed.api.start_session(rounds=2, validate=False, min_clients=1, round_timeout=4)
+
+    def second_round_running() -> bool:
+        rounds = rounds_of(fed, session_id)
+        return len(rounds) == 2 and rounds[1]["status"] == "Running"
+
+    wait_until(second_round_running, 60, "the second round to start")
+    gate.touch()  # the slow client now finishes its first-round update, one round late
+
+    session = fed.api.wait_for_session(session_id, 60)
+    assert session["status"] == "Finished", session
+    first, second = rounds_of(fed, session_id)
+    assert [c["client_id"] for c in first["clients"]] == ["client-0"]
+    stale = [r for r in second["rejected"] if r["client_id"] == "client-1"]
+    assert len(stale) == 1 and "stale" in stale[0]["reason"]
+    assert sorted(c["client_id"] for c in second["clients"]) == ["client-0", "client-1"]
+    # Round 1: seed + 1. Round 2: (1 + 3) / 2 more. The stale update (+3 on the seed) is never averaged in.
+    assert_model_is_seed_plus(fed, second["model_id"], 1 + 2)
+
+
+def test_clients_reconnect_to_a_restarted_combiner_and_training_continues(fed: Federation) -> None:
+    seeded(fed)
+    combiner = fed.start_combiner()
+    start_clients(fed, [{"E2E_K": "1", "E2E_N": "10"}, {"E2E_K": "1", "E2E_N": "10"}])
+    first = run_session(fed, rounds=1, validate=False, min_clients=2)
+    assert first["status"] == "Finished", first
+    port = int(combiner.popen.args[combiner.popen.args.index("--port") + 1])
+
+    combiner.stop()
+    fed.start_combiner(port=port)
+    fed.wait_for_clients(2)
+    second = run_session(fed, rounds=2, validate=False, min_clients=2)
+
+    assert second["status"] == "Finished", second
+    last = rounds_of(fed, second["id"])[-1]
+    assert len(fed.api.get_model_trail(last["model_id"])) == 4  # seed + one round + two rounds
+    assert_model_is_seed_plus(fed, last["model_id"], 3.0)
+
+
+def test_a_package_with_parent_paths_is_refused_and_nothing_is_written(fed: Federation) -> None:
+    tarball = fed.root / "evil.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, data in (("scaleout.yaml", b"entry_points: {}\n"), ("../evil", b"owned")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    with pytest.raises(APIError) as refused:
+        fed.api.set_active_package(tarball)
+
+    assert refused.value.status_code == 422 and "../evil" in str(refused.value)
+    assert fed.api.get_packages()["count"] == 0
+    assert not (fed.root.parent / "evil").exists()
