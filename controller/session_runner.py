@@ -59,14 +59,16 @@ class SessionRunner:
             if outcome.model is not None:
                 return outcome.model
             if attempt < retries:
+                delay = self.ctx.settings.retry_backoff(attempt)
                 await record_event(
                     self.ctx.statestore,
                     "round_retry",
-                    f"retrying round {index} ({attempt + 1} of {retries} retries)",
+                    f"retrying round {index} in {delay:g} s ({attempt + 1} of {retries} retries)",
                     EventLevel.WARNING,
                     session_id=self.session.id,
                     round_id=outcome.round_id,
                 )
+                await asyncio.sleep(delay)  # a backoff, not a wait for a condition: cancellable by stop
         raise RoundFailed(f"round {index} failed after {retries + 1} attempt(s): {outcome.error}")
 
     async def _seed_model(self) -> Model:

@@ -20,8 +20,16 @@ class ControllerSettings:
     grpc_max_message_size: int = 64 * 1024 * 1024
     # Seconds stop_session and close wait for a cancelled session to record its end.
     stop_timeout: float = 30.0
+    # Seconds before the first retry of a failed round, doubled per retry up to retry_delay_max: a
+    # restarting combiner and its reconnecting clients need a moment, an immediate retry would fail too.
+    retry_delay: float = 1.0
+    retry_delay_max: float = 30.0
     # Where the reduce spools models; None means the system's temp directory.
     work_dir: str | None = None
+
+    def retry_backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` + 1 of a failed round."""
+        return min(self.retry_delay * 2**attempt, self.retry_delay_max)
 
     def validation_deadline(self, round_timeout: float) -> float:
         """The timeout sent in ValidationConfig: the setting, or the round's own timeout."""

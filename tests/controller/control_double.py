@@ -54,8 +54,9 @@ class ControlDouble(scaleout_pb2_grpc.ControlServicer):
 
     async def StartRound(self, request, context) -> AsyncIterator[scaleout_pb2.RoundEvent]:
         self.round_configs.append(request)
-        self.round_started.set()
         yield _progress(request.round_id, "published", len(self.clients))
+        # Set only now: a cancellation that arrives during the yield above would miss the hang's handler.
+        self.round_started.set()
         if self.hang:
             try:
                 await asyncio.Event().wait()  # only the controller's deadline or a stop ends this

@@ -9,7 +9,7 @@ from tests.controller.conftest import Stores
 from tests.controller.control_double import ControlDouble, serving
 
 # Short bounds keep the failure tests fast; each test states the bound it relies on.
-FAST = ControllerSettings(info_deadline=2.0, round_margin=5.0, stop_timeout=5.0)
+FAST = ControllerSettings(info_deadline=2.0, round_margin=5.0, stop_timeout=5.0, retry_delay=0.01)
 SESSION_BOUND = 30.0
 
 

@@ -242,22 +242,29 @@ def test_an_update_from_the_previous_round_is_rejected_as_stale(fed: Federation)
     assert_model_is_seed_plus(fed, second["model_id"], 1 + 2)
 
 
-def test_clients_reconnect_to_a_restarted_combiner_and_training_continues(fed: Federation) -> None:
+def test_the_session_continues_when_its_combiner_restarts_between_rounds(fed: Federation) -> None:
     seeded(fed)
     combiner = fed.start_combiner()
-    start_clients(fed, [{"E2E_K": "1", "E2E_N": "10"}, {"E2E_K": "1", "E2E_N": "10"}])
-    first = run_session(fed, rounds=1, validate=False, min_clients=2)
-    assert first["status"] == "Finished", first
+    gate = fed.root / "gate"
+    held = {"E2E_K": "1", "E2E_N": "10", "E2E_GATE": str(gate), "E2E_GATE_ROUND": "1"}
+    start_clients(fed, [held, held])
+    session_id = fed.api.start_session(
+        rounds=3, validate=False, min_clients=2, round_timeout=20, round_retries=4
+    )
+    wait_until(lambda: Path(f"{gate}.started").exists(), 60, "the second round to reach the clients")
     port = int(combiner.popen.args[combiner.popen.args.index("--port") + 1])
 
     combiner.stop()
     fed.start_combiner(port=port)
-    fed.wait_for_clients(2)
-    second = run_session(fed, rounds=2, validate=False, min_clients=2)
+    gate.touch()
 
-    assert second["status"] == "Finished", second
-    last = rounds_of(fed, second["id"])[-1]
-    assert len(fed.api.get_model_trail(last["model_id"])) == 4  # seed + one round + two rounds
+    session = fed.api.wait_for_session(session_id, 120)
+    assert session["status"] == "Finished", session
+    rounds = rounds_of(fed, session_id)
+    assert [r["index"] for r in rounds if r["status"] == "Finished"] == [0, 1, 2]
+    assert any(r["index"] == 1 and r["status"] == "Failed" for r in rounds)
+    last = [r for r in rounds if r["status"] == "Finished"][-1]
+    assert len(fed.api.get_model_trail(last["model_id"])) == 4  # the seed and one model per round
     assert_model_is_seed_plus(fed, last["model_id"], 3.0)
 
 
