@@ -1,12 +1,25 @@
 """The `scaleout` command: one click group, each command family in its own module."""
 
+from pathlib import Path
+
 import click
 
 from scaleout import __version__
+from scaleout.cli.config import load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="scaleout")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SCALEOUT_CONFIG",
+    callback=load_config,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file of option defaults, sections by command (e.g. api: start: port: 8092); "
+    "flags and SCALEOUT_* variables take precedence (env SCALEOUT_CONFIG).",
+)
 def cli() -> None:
     """scaleout-edge: federated learning where the data stays with its owners."""
 
