@@ -11,7 +11,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from scaleout import __version__
-from scaleout.api import routes_clients, routes_health, routes_models, routes_packages, routes_sessions
+from scaleout.api import (
+    routes_clients,
+    routes_dashboard,
+    routes_health,
+    routes_models,
+    routes_packages,
+    routes_sessions,
+)
 from scaleout.api.auth import API_PREFIX, TokenAuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
 from scaleout.api.routes_entities import entity_router
@@ -94,6 +101,7 @@ def _add_routes(app: FastAPI) -> None:
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
     for family, entity, select in ENTITY_FAMILIES:
         app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
+    routes_dashboard.mount(app)  # outside /api/v1: the page loads without a token
 
 
 def _add_error_handlers(app: FastAPI) -> None:
