@@ -15,6 +15,22 @@ from typing import Any
 from scaleout.errors import PackageError
 
 METADATA_SUFFIX = "-metadata"
+Stamp = tuple[int, int, int] | None
+
+
+def stamp(path: Path) -> Stamp:
+    """Identity of a file's current content, to tell a file this run wrote from an old one."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def written(path: Path, before: Stamp) -> bool:
+    """Whether `path` exists now and is not the file `before` stamped (an entry point wrote it)."""
+    current = stamp(path)
+    return current is not None and current != before
 
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:

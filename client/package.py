@@ -9,6 +9,7 @@ anything, because the tarball comes from the server and must not write outside i
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import os
 import posixpath
@@ -89,7 +90,13 @@ def create_package(
     os.close(fd)
     skip = {target, Path(tmp_name), *(Path(p).resolve() for p in exclude)}
     try:
-        with tarfile.open(tmp_name, "w:gz") as tar:
+        # No name and a zero mtime in the gzip header: the same folder packs to the same bytes, so its
+        # sha256 tells whether a package changed (`scaleout init` skips an upload on it).
+        with (
+            open(tmp_name, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
+            tarfile.open(fileobj=compressed, mode="w") as tar,
+        ):
             for file_path, arcname in _package_members(package_dir, skip):
                 tar.add(file_path, arcname=arcname, recursive=False, filter=_anonymize)
         os.chmod(tmp_name, 0o644)  # mkstemp made it private; a package is meant to be shared

@@ -24,18 +24,17 @@ import uvicorn
 from scaleout.api.app import create_app
 from scaleout.api.client import APIClient
 from scaleout.api.settings import ApiSettings
-from scaleout.client.dispatcher import Dispatcher
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.controller import Controller, ControllerSettings
 from scaleout.errors import ScaleoutError
+from scaleout.seed import build_seed
 from scaleout.store import open_model_repository, open_statestore
 from scaleout.store.entities import SessionStatus
 from scaleout.store.uri import S3Credentials
 
 log = logging.getLogger(__name__)
 
-SEED_NAME = "seed.npz"
 ENDED = {SessionStatus.FINISHED, SessionStatus.FAILED, SessionStatus.TERMINATED}
 CLIENT_STOP_GRACE = 10.0
 
@@ -80,21 +79,6 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def build_seed(package_dir: Path, work_dir: Path) -> Path:
-    """Run the package's build entry point and return the seed model it wrote."""
-    output = work_dir / SEED_NAME
-    beside_package = package_dir.resolve().parent / SEED_NAME  # where the spec's model.py writes it
-    started = time.time()
-    Dispatcher(package_dir).run("build", extra_env={"SCALEOUT_BUILD_OUTPUT_DIR": str(work_dir)})
-    for candidate in (output, beside_package):
-        if candidate.exists() and candidate.stat().st_mtime >= started - 1:
-            return candidate
-    raise LocalError(
-        f"the build entry point of {package_dir} wrote no {SEED_NAME} (looked in {work_dir} and "
-        f"{beside_package.parent}); write it to $SCALEOUT_BUILD_OUTPUT_DIR or pass --seed"
-    )
 
 
 @dataclass
@@ -182,7 +166,8 @@ class LocalFederation:
         seed = self.settings.seed
         if seed is None:
             self.on_status({"stage": "building the seed model"})
-            seed = await asyncio.to_thread(build_seed, self.settings.package_dir, work)
+            built = await asyncio.to_thread(build_seed, self.settings.package_dir, work)
+            seed = built.require()
         await asyncio.to_thread(api.set_active_model, seed)
 
     def _start_clients(self, api_port: int, work: Path) -> None:

@@ -1,14 +1,19 @@
-"""`scaleout client start`: run an edge client (flags > SCALEOUT_* environment > defaults)."""
+"""`scaleout client start`: run an edge client (flags > SCALEOUT_* environment > defaults);
+`scaleout client list`: the clients a running federation knows."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from pathlib import Path
 
 import click
 
 from scaleout.cli.common import env_dir_option, user_errors
+from scaleout.cli.remote import Remote, api_options
+from scaleout.cli.tables import Column, console, field, records_table, short_id, when
 from scaleout.client.settings import DEFAULT_API_URL, ClientSettings, validate_client_id
 
 DEFAULT_WORK_ROOT = Path(".scaleout")
@@ -77,6 +82,25 @@ def client_group() -> None:
     help="Failed connections in a row to the combiner before asking the API for another.",
 )
 @click.option(
+    "--data-partition",
+    envvar="SCALEOUT_DATA_PARTITION",
+    type=click.IntRange(min=0),
+    help="This client's data partition (0-based), given to the entry points as SCALEOUT_DATA_PARTITION.",
+)
+@click.option(
+    "--num-partitions",
+    envvar="SCALEOUT_NUM_PARTITIONS",
+    type=click.IntRange(min=1),
+    help="How many data partitions there are, given to the entry points as SCALEOUT_NUM_PARTITIONS.",
+)
+@click.option(
+    "--partition-claim-dir",
+    envvar="SCALEOUT_PARTITION_CLAIM_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Without --data-partition: hold the first partition no other running client holds, by a lock "
+    "in this folder shared by the clients of one host (e.g. a compose volume for replicas).",
+)
+@click.option(
     "--log-level",
     envvar="SCALEOUT_LOG_LEVEL",
     default="INFO",
@@ -95,6 +119,9 @@ def start(
     assign_timeout: float | None,
     task_timeout: float | None,
     reconnect_attempts: int,
+    data_partition: int | None,
+    num_partitions: int | None,
+    partition_claim_dir: Path | None,
     log_level: str,
 ) -> None:
     """Connect to the federation and serve training and validation tasks until stopped (Ctrl-C)."""
@@ -104,7 +131,27 @@ def start(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.upper() != "DEBUG":  # one line per HTTP request would drown the client's own log
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    with user_errors():
+    if data_partition is not None and num_partitions is not None and data_partition >= num_partitions:
+        raise click.BadParameter(
+            f"{data_partition} is not below --num-partitions {num_partitions}", param_hint="--data-partition"
+        )
+    if data_partition is None and partition_claim_dir is not None and num_partitions is None:
+        raise click.UsageError("--partition-claim-dir needs --num-partitions (SCALEOUT_NUM_PARTITIONS)")
+    with user_errors(), contextlib.ExitStack() as held:
+        if data_partition is None and partition_claim_dir is not None:
+            from scaleout.client.partition_claim import claim_partition
+
+            claim = held.enter_context(claim_partition(partition_claim_dir, num_partitions))
+            data_partition = claim.partition
+            logging.getLogger(__name__).info(
+                "holding data partition %d of %d (%s)", data_partition, num_partitions, claim.path
+            )
+        # The entry points inherit the client's environment: that is how they learn their partition,
+        # exactly as under `scaleout local`.
+        if data_partition is not None:
+            os.environ["SCALEOUT_DATA_PARTITION"] = str(data_partition)
+        if num_partitions is not None:
+            os.environ["SCALEOUT_NUM_PARTITIONS"] = str(num_partitions)
         if work_dir is None:  # the id names a folder here, so it is checked first
             work_dir = (
                 DEFAULT_WORK_ROOT / "clients" / validate_client_id(client_id)
@@ -125,3 +172,22 @@ def start(
             reconnect_attempts=reconnect_attempts,
         )
         asyncio.run(EdgeClient(settings).run())
+
+
+@client_group.command("list")
+@api_options
+def list_clients(remote: Remote) -> None:
+    """The clients known to the API: status, combiner, when last seen."""
+    with remote.connect() as api:
+        clients = api.get_clients()
+    remote.emit(clients, lambda: console().print(records_table("clients", clients["result"], COLUMNS)))
+
+
+COLUMNS = [
+    Column("id", field("id", short_id)),
+    Column("name", field("name")),
+    Column("status", field("status")),
+    Column("combiner", field("combiner_id", short_id)),
+    Column("package", lambda c: (c.get("package_checksum") or "")[:12]),
+    Column("last seen", field("last_seen", when)),
+]

@@ -1,4 +1,5 @@
-"""`scaleout combiner start` runs a combiner; `scaleout combiner health` asks one if it is serving."""
+"""`scaleout combiner start` runs a combiner; `scaleout combiner health` asks one if it is serving;
+`scaleout combiner list` shows those registered with the API."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from urllib.parse import unquote
 import click
 
 from scaleout.cli.common import user_errors
+from scaleout.cli.remote import Remote, api_options
+from scaleout.cli.tables import Column, console, field, records_table, when
 from scaleout.store.uri import S3Credentials
 
 DEFAULT_PORT = 12080
@@ -186,3 +189,21 @@ def _make_sqlite_dir(db_uri: str) -> None:
     """SQLite creates the file, not its folder; the default lives in ./.scaleout/."""
     if db_uri.startswith("sqlite:///") and not db_uri.endswith(":memory:"):
         Path(unquote(db_uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)
+
+
+@combiner_group.command("list")
+@api_options
+def list_combiners(remote: Remote) -> None:
+    """The combiners registered with the API, and how many clients each serves."""
+    with remote.connect() as api:
+        combiners = api.get_combiners()
+    remote.emit(combiners, lambda: console().print(records_table("combiners", combiners["result"], COLUMNS)))
+
+
+COLUMNS = [
+    Column("name", field("name")),
+    Column("address", lambda c: f"{c.get('address', '')}:{c.get('port', '')}"),
+    Column("status", field("status")),
+    Column("clients", field("client_count"), "right"),
+    Column("last seen", field("last_seen", when)),
+]

@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from scaleout.cli.common import user_errors
+from scaleout.cli.tables import console as wide_console
+from scaleout.cli.tables import rounds_table
 from scaleout.store import open_statestore
 from scaleout.store.uri import S3Credentials
 
@@ -85,7 +86,7 @@ def local_command(
         session_id = asyncio.run(federation.run())
     store = open_statestore(settings.db_uri)
     try:
-        console.print(results_table(store, session_id))
+        wide_console().print(results_table(store, session_id))  # 200 columns when piped: no folding
         session = store.sessions.get(session_id)
     finally:
         store.close()
@@ -127,31 +128,6 @@ def results_table(store: Any, session_id: str) -> Table:
     """Per round: status, updates, examples, time and the clients' mean validation metrics."""
     rounds = store.rounds.list({"session_id": session_id}, sort_key="index").items
     validations = store.validations.list({"session_id": session_id}).items
-    metric_names = sorted(
-        {k for v in validations for k, value in v.metrics.items() if isinstance(value, int | float)}
+    return rounds_table(
+        [r.model_dump(mode="json") for r in rounds], [v.model_dump(mode="json") for v in validations]
     )
-    table = Table(title="Validation metrics per round (mean over clients)", title_justify="left")
-    for column in ("round", "status", "updates", "examples", "seconds", *metric_names):
-        table.add_column(column, justify="right")
-    for round_ in rounds:
-        seconds = (
-            (round_.finished_at - round_.started_at).total_seconds()
-            if round_.finished_at and round_.started_at
-            else float("nan")
-        )
-        metrics = [v.metrics for v in validations if v.round_id == round_.id]
-        means = [
-            f"{statistics.fmean(m[name] for m in metrics if name in m):.4f}"
-            if any(name in m for m in metrics)
-            else ""
-            for name in metric_names
-        ]
-        table.add_row(
-            str(round_.index + 1),
-            round_.status,
-            str(len(round_.clients)),
-            str(sum(c.num_examples for c in round_.clients)),
-            f"{seconds:.2f}",
-            *means,
-        )
-    return table

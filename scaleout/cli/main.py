@@ -41,3 +41,14 @@ cli.add_command(client_group)
 from scaleout.cli.local import local_command  # noqa: E402
 
 cli.add_command(local_command)
+from scaleout.cli.init import init_command  # noqa: E402
+from scaleout.cli.model import model_group  # noqa: E402
+from scaleout.cli.round import round_group  # noqa: E402
+from scaleout.cli.session import session_group  # noqa: E402
+from scaleout.cli.validation import validation_group  # noqa: E402
+
+cli.add_command(session_group)
+cli.add_command(model_group)
+cli.add_command(round_group)
+cli.add_command(validation_group)
+cli.add_command(init_command)

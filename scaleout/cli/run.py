@@ -6,7 +6,6 @@ are checked against the SISO contract, so a package that passes here behaves the
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,9 @@ from rich.table import Table
 
 from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.client.dispatcher import Dispatcher, RunResult
-from scaleout.client.outputs import metadata_path, read_metrics, read_train_metadata
+from scaleout.client.outputs import Stamp, metadata_path, read_metrics, read_train_metadata, stamp, written
 from scaleout.errors import PackageError
-
-SEED_NAME = "seed.npz"
-Stamp = tuple[int, int, int] | None
+from scaleout.seed import SEED_NAME, SeedBuild, build_seed
 
 
 def package_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,20 +66,6 @@ def run_entry_point(
     return result
 
 
-def stamp(path: Path) -> Stamp:
-    """Identity of a file's current content, to tell a file this run wrote from an old one."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
-
-
-def written(path: Path, before: Stamp) -> bool:
-    current = stamp(path)
-    return current is not None and current != before
-
-
 def print_table(title: str, values: Mapping[str, Any]) -> None:
     table = Table(title=title)
     table.add_column("name")
@@ -114,28 +97,24 @@ def run_group() -> None:
 )
 def build(path: Path, env_dir: Path, timeout: float | None, output: Path) -> None:
     """Run the build entry point, which usually writes the seed model seed.npz."""
-    output = output.resolve()
-    output.mkdir(parents=True, exist_ok=True)
-    # The spec's model.py writes ../seed.npz relative to the package and ignores the variable.
-    beside_package = path.resolve().parent / SEED_NAME
-    before = {p: stamp(p) for p in (output / SEED_NAME, beside_package)}
     with user_errors():
-        run_entry_point(
-            path, env_dir, "build", extra_env={"SCALEOUT_BUILD_OUTPUT_DIR": str(output)}, timeout=timeout
+        result = build_seed(
+            path,
+            output,
+            lambda env: run_entry_point(path, env_dir, "build", extra_env=env, timeout=timeout),
         )
-    report_seed(output / SEED_NAME, beside_package, before)
+    report_seed(result)
 
 
-def report_seed(seed: Path, beside_package: Path, before: Mapping[Path, Stamp]) -> None:
-    """Say where this build's seed model is, copying it into --output if it landed beside the package."""
-    if written(seed, before[seed]):
-        click.echo(f"Seed model: {seed}")
-    elif written(beside_package, before[beside_package]):
-        shutil.copyfile(beside_package, seed)
-        click.echo(f"build wrote {beside_package} (beside the package); copied it to the output folder.")
-        click.echo(f"Seed model: {seed}")
-    else:
-        click.echo(f"build wrote no {SEED_NAME} in {seed.parent} or {beside_package.parent}.")
+def report_seed(result: SeedBuild) -> None:
+    """Say where this build's seed model is; a build that writes none is not an error here."""
+    if result.seed is None:
+        click.echo(f"build wrote no {SEED_NAME} in {result.output_dir} or {result.beside_package.parent}.")
+        return
+    if result.copied:
+        beside = result.beside_package
+        click.echo(f"build wrote {beside} (beside the package); copied it to the output folder.")
+    click.echo(f"Seed model: {result.seed}")
 
 
 @run_group.command("startup")
