@@ -90,13 +90,20 @@ class Federation:
     def api(self) -> APIClient:
         return APIClient("127.0.0.1", self.api_port)
 
-    def _spawn(self, name: str, args: list[str], extra_env: Mapping[str, str] | None = None) -> Process:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Process:
+        """Run `scaleout *args` in cwd (default: root), its output in root/logs/NAME.log."""
         log_path = self.root / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root
+                [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
             )
         process = Process(name, popen, log_path)
         self.processes[name] = process
