@@ -42,6 +42,7 @@ proto: $(BIN)/.installed
 
 bench: $(BIN)/.installed $(MONGO_VENV)/.installed
 	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/python benchmarks/store_bench.py
+	$(BIN)/python benchmarks/round_bench.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from scaleout.client.dispatcher import Dispatcher
+from scaleout.client.dispatcher import Dispatcher, RunResult
 from scaleout.client.model_transfer import download_model, upload_model
 from scaleout.client.threads import run_blocking
 from scaleout.errors import ScaleoutError
@@ -103,7 +103,13 @@ class TaskRunner:
         in_path = await self._stage_model(task, link, files)
         out_path = self._new_path(".npz", files)
         files.append(_metadata_path(out_path))
-        await self._run_entry_point("train", in_path, out_path)
+        run = await self._run_entry_point("train", in_path, out_path)
+        logger.info(
+            "train entry point of task %s (round %s) ran in %.3f s",
+            task.correlation_id,
+            task.round_id,
+            run.seconds,
+        )
         if not out_path.is_file():
             raise TaskFailed(f"entry point 'train' exited 0 but wrote no model at OUT ({out_path})")
         meta = _read_json_object(_metadata_path(out_path), "train's OUT-metadata (save_metadata)")
@@ -154,10 +160,10 @@ class TaskRunner:
         )
         return in_path
 
-    async def _run_entry_point(self, name: str, in_path: Path, out_path: Path) -> None:
+    async def _run_entry_point(self, name: str, in_path: Path, out_path: Path) -> RunResult:
         self.running = name
         try:
-            await run_blocking(
+            return await run_blocking(
                 self.dispatcher.run,
                 name,
                 [str(in_path), str(out_path)],

@@ -348,7 +348,7 @@ class RoundHandler:
                 ),
                 False,
             )
-        training.reporting.add(update.client_id)
+        training.arrive(update.client_id)
         if update.model_id != config.model_id:
             return (
                 training,
@@ -412,7 +412,7 @@ class RoundHandler:
                 return rejected(f"task {correlation_id} was not published to client {status.client_id}")
             if status.client_id in training.reporting:
                 return rejected(f"client {status.client_id} already reported for round {training.round_id}")
-            training.reporting.add(status.client_id)
+            training.arrive(status.client_id)
             training.reject(status.client_id, reason, counts=True)
             log.warning("round %s: %s", training.round_id, reason)
             return "failure recorded"

@@ -16,6 +16,7 @@ import grpc
 
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
+from scaleout.combiner.malloc import limit_malloc_arenas
 from scaleout.combiner.modelservice import ModelServicer
 from scaleout.combiner.rounds import RoundHandler
 from scaleout.combiner.servicer import CombinerClientServicer
@@ -146,6 +147,7 @@ class Combiner:
 
 async def serve(settings: CombinerSettings) -> None:
     """Run a combiner until SIGINT or SIGTERM, then shut it down gracefully."""
+    limit_malloc_arenas()  # before the first worker thread allocates
     statestore = await asyncio.to_thread(open_statestore, settings.db)
     repository = await asyncio.to_thread(open_model_repository, settings.models, settings.s3_credentials)
     combiner = Combiner(settings, statestore, repository)

@@ -4,7 +4,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaleout.store.uri import S3Credentials
+from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
 
 GIB = 1024**3
 
@@ -16,8 +16,8 @@ class CombinerSettings:
     host: str = "127.0.0.1"
     port: int = 12080
     name: str = "combiner"
-    db: str = "sqlite:///.scaleout/statestore.db"
-    models: str = "file://.scaleout/models"
+    db: str = DEFAULT_STATESTORE_URI
+    models: str = DEFAULT_MODEL_REPOSITORY_URI
     advertise_host: str | None = None
     heartbeat_timeout: float = 30.0
     registry_interval: float = 5.0

@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from scaleout.combiner.fedavg import FedAvg
 from scaleout.proto import scaleout_pb2 as pb
@@ -24,6 +25,7 @@ class TrainingRound:
     client_of: dict[str, str] = field(default_factory=dict)  # correlation id -> client id
     published_at: dict[str, float] = field(default_factory=dict)
     reporting: set[str] = field(default_factory=set)  # clients whose report arrived (maybe still folding)
+    arrived: dict[str, tuple[float, datetime]] = field(default_factory=dict)  # monotonic and wall clock
     reported: set[str] = field(default_factory=set)  # clients whose report is settled
     clients: list[pb.ClientResult] = field(default_factory=list)
     rejected: list[pb.RejectedUpdate] = field(default_factory=list)
@@ -50,18 +52,24 @@ class TrainingRound:
     def is_task(self, correlation_id: str) -> bool:
         return not self.closed and correlation_id in self.client_of
 
+    def arrive(self, client_id: str) -> None:
+        """A selected client's report arrived: it counts as reporting from now, timed from now."""
+        self.reporting.add(client_id)
+        self.arrived[client_id] = (time.monotonic(), datetime.now(UTC))
+
     def accept(self, client_id: str, num_examples: int, meta: dict, fold_seconds: float) -> None:
         """An update was folded in (the caller holds the fold lock)."""
-        train_seconds = time.monotonic() - self.published_at.get(client_id, self.started)
-        self.clients.append(
-            pb.ClientResult(
-                client_id=client_id,
-                num_examples=num_examples,
-                train_seconds=train_seconds,
-                fold_seconds=fold_seconds,
-                meta=json.dumps(meta),
-            )
+        # Timed at arrival, so neither the array checks nor the wait for the fold lock count as training.
+        arrived, received_at = self.arrived.get(client_id, (time.monotonic(), datetime.now(UTC)))
+        result = pb.ClientResult(
+            client_id=client_id,
+            num_examples=num_examples,
+            train_seconds=arrived - self.published_at.get(client_id, self.started),
+            fold_seconds=fold_seconds,
+            meta=json.dumps(meta),
         )
+        result.received_at.FromDatetime(received_at)
+        self.clients.append(result)
         self.reported.add(client_id)
         self.progress("update", client_id, f"update from {client_id} averaged in ({num_examples} examples)")
         self._check_end()

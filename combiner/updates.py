@@ -1,8 +1,9 @@
 """Checking a model update before it may be averaged in: its metadata and its arrays.
 
 Each check raises ``UpdateRejected`` with a reason the client and the round record show. Checking the
-arrays reads them one at a time (``np.load`` on the spooled npz file), so a bad update is found before
-any of it touches the accumulator: the average stays exact, with nothing to roll back.
+arrays reads the spooled npz file a slice at a time (npzfile.NpzReader), so a bad update is found
+before any of it touches the accumulator: the average stays exact, with nothing to roll back, and
+checking a large update allocates a few MiB.
 """
 
 import json
@@ -12,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from scaleout.combiner.npzfile import ArraySpec, array_keys
-
-SLICE = 1 << 22  # elements checked for NaN/inf at a time: bounds the temporary boolean array
+from scaleout.combiner.npzfile import ArraySpec, NpzReader, array_keys
 
 
 class UpdateRejected(Exception):
@@ -44,28 +43,31 @@ def parse_meta(meta: str) -> tuple[dict[str, Any], int]:
 def check_arrays(path: str | Path, specs: list[ArraySpec]) -> None:
     """The update holds exactly the global model's arrays (count, shape, dtype), all finite."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = sorted(npz.files, key=lambda k: (len(k), k))
+        with NpzReader(path) as reader:
+            keys = sorted(reader.names(), key=lambda k: (len(k), k))
             if keys != array_keys(len(specs)):
                 raise UpdateRejected(
                     f"update has {len(keys)} array(s) {keys[:5]}, the global model has {len(specs)} "
                     f"(keys '0'..'{len(specs) - 1}')"
                 )
             for key, spec in zip(keys, specs, strict=True):
-                check_array(key, npz[key], spec)
+                check_spec(key, reader.spec(key), spec)
+            for key, spec in zip(keys, specs, strict=True):
+                if spec.dtype.kind in "fc":
+                    for part in reader.slices(key):
+                        if not np.isfinite(part).all():
+                            raise UpdateRejected(f"array {key} contains NaN or inf values")
+                else:
+                    for _ in reader.slices(key):  # read to the end: checks length and CRC
+                        pass
     except UpdateRejected:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UpdateRejected(f"update is not a readable npz file: {error}") from None
 
 
-def check_array(key: str, array: np.ndarray, spec: ArraySpec) -> None:
-    if array.shape != spec.shape:
-        raise UpdateRejected(f"array {key} has shape {array.shape}, the global model's has {spec.shape}")
-    if array.dtype != spec.dtype:
-        raise UpdateRejected(f"array {key} has dtype {array.dtype}, the global model's has {spec.dtype}")
-    if array.dtype.kind in "fc":
-        flat = array.reshape(-1)
-        for start in range(0, flat.size, SLICE):
-            if not np.isfinite(flat[start : start + SLICE]).all():
-                raise UpdateRejected(f"array {key} contains NaN or inf values")
+def check_spec(key: str, actual: ArraySpec, spec: ArraySpec) -> None:
+    if actual.shape != spec.shape:
+        raise UpdateRejected(f"array {key} has shape {actual.shape}, the global model's has {spec.shape}")
+    if actual.dtype != spec.dtype:
+        raise UpdateRejected(f"array {key} has dtype {actual.dtype}, the global model's has {spec.dtype}")

@@ -47,6 +47,9 @@ def commit_round(
         sha256=sha256,
     )
     statestore.models.add(model)
-    statestore.rounds.update(round_id, {**round_changes, "model_id": model_id})
+    # The round ends when its model is committed, after the digest (which reads the whole model).
+    statestore.rounds.update(
+        round_id, {**round_changes, "model_id": model_id, "finished_at": model.committed_at}
+    )
     statestore.sessions.update(session.id, {"rounds_done": index + 1})
     return model

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, TypeVar
 
 from scaleout.controller.combiners import (
@@ -230,11 +231,7 @@ class RoundRunner:
 
     async def _commit_model(self, record: Round, parent: Model, model_id: str) -> Model:
         """Commit in a thread that a stop does not interrupt: a stop waits for it instead."""
-        changes = {
-            **self._results(),
-            "status": RoundStatus.FINISHED,
-            "finished_at": utcnow(),
-        }
+        changes = {**self._results(), "status": RoundStatus.FINISHED}
         return await self._shielded(
             commit_round,
             self.ctx.statestore,
@@ -378,6 +375,7 @@ def _client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> Clien
         train_seconds=client.train_seconds,
         fold_seconds=client.fold_seconds,
         meta=_meta(client.meta),
+        received_at=client.received_at.ToDatetime(UTC) if client.HasField("received_at") else None,
     )
 
 

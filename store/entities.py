@@ -104,6 +104,7 @@ class ClientRoundResult(BaseModel):
     train_seconds: float = 0.0
     fold_seconds: float = 0.0
     meta: dict[str, Any] = Field(default_factory=dict)
+    received_at: datetime | None = Field(None, description="when the update arrived at its combiner")
 
 
 class CombinerRoundResult(BaseModel):

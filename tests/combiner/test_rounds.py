@@ -34,6 +34,7 @@ async def test_fedavg_of_three_clients_is_the_exact_weighted_average(tmp_path):
         assert result.ok, result.error
         assert result.num_examples == 10
         assert sorted((r.client_id, r.num_examples) for r in result.clients) == [("a", 1), ("b", 3), ("c", 6)]
+        assert all(r.HasField("received_at") and r.received_at.seconds > 0 for r in result.clients)
         average = load_model(combiner, result.model_id, tmp_path)
         expected_shift = (1 * 1.0 + 3 * 2.0 + 6 * 4.0) / 10
         for got, seed in zip(average, SEED, strict=True):

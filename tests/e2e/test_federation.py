@@ -5,6 +5,7 @@ import io
 import signal
 import tarfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,12 @@ def test_global_model_is_the_weighted_average_with_one_combiner(fed: Federation)
     (round_,) = rounds_of(fed, session["id"])
     assert sorted(c["num_examples"] for c in round_["clients"]) == [10, 20, 70]
     assert_model_is_seed_plus(fed, round_["model_id"], (1 * 10 + 2 * 20 + 3 * 70) / 100)
+    # each update's arrival at the combiner is recorded, inside the round; the round ends at the commit
+    model = fed.api.get_model(round_["model_id"])
+    arrivals = [datetime.fromisoformat(c["received_at"]) for c in round_["clients"]]
+    assert datetime.fromisoformat(round_["started_at"]) < min(arrivals)
+    assert max(arrivals) < datetime.fromisoformat(round_["finished_at"])
+    assert round_["finished_at"] == model["committed_at"]
 
 
 def test_two_combiners_are_reduced_weighted_by_their_examples(fed: Federation) -> None:
