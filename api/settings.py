@@ -2,11 +2,9 @@
 
 from dataclasses import dataclass
 
-from scaleout.store.uri import S3Credentials
+from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
 
 DEFAULT_PORT = 8092
-DEFAULT_DB = "sqlite:///.scaleout/statestore.db"
-DEFAULT_MODELS = "file://.scaleout/models"
 GIB = 1024**3
 
 
@@ -16,8 +14,8 @@ class ApiSettings:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    db_uri: str = DEFAULT_DB
-    models_uri: str = DEFAULT_MODELS
+    db_uri: str = DEFAULT_STATESTORE_URI
+    models_uri: str = DEFAULT_MODEL_REPOSITORY_URI
     s3_credentials: S3Credentials | None = None
     token: str | None = None
     max_upload_bytes: int = GIB

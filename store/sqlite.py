@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from scaleout.errors import NotFound, ScaleoutError
@@ -423,6 +424,8 @@ class SQLiteStatestore(Statestore):
     def __init__(self, path: str | os.PathLike[str], trace: Callable[[str], None] | None = None) -> None:
         """``trace`` receives every SQL statement run (debugging, and counting queries in tests)."""
         self.path = os.fspath(path)
+        if self.path != ":memory:":  # SQLite creates the file but not its folder (e.g. ./.scaleout/)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = _Database(self.path, trace)
         self.sessions = _SQLiteRepository(self._db, Session, "sessions")
         self.rounds = _SQLiteRepository(self._db, Round, "rounds")

@@ -9,6 +9,10 @@ from scaleout.errors import ScaleoutError
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import Statestore
 
+# The embedded default of a single machine: SQLite and files under ./.scaleout/.
+DEFAULT_STATESTORE_URI = "sqlite:///.scaleout/statestore.db"
+DEFAULT_MODEL_REPOSITORY_URI = "file://.scaleout/models"
+
 
 class InvalidURI(ScaleoutError):
     """A storage URI has an unknown scheme or is missing a part."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from urllib.parse import unquote
 
 import click
 
-from scaleout.api.settings import DEFAULT_DB, DEFAULT_MODELS, DEFAULT_PORT, GIB, ApiSettings
+from scaleout.api.settings import DEFAULT_PORT, GIB, ApiSettings
+from scaleout.cli.common import log_level_option, storage_options
 from scaleout.store.uri import S3Credentials
 
 
@@ -33,22 +32,7 @@ def api_group() -> None:
     show_default=True,
     help="Port to listen on (env SCALEOUT_API_PORT).",
 )
-@click.option(
-    "--db",
-    "db_uri",
-    envvar="SCALEOUT_DB",
-    default=DEFAULT_DB,
-    show_default=True,
-    help="Statestore URI: sqlite:///path or mongodb://host:port/database (env SCALEOUT_DB).",
-)
-@click.option(
-    "--models",
-    "models_uri",
-    envvar="SCALEOUT_MODELS",
-    default=DEFAULT_MODELS,
-    show_default=True,
-    help="Model repository URI: file://path or s3://bucket?endpoint=host:port (env SCALEOUT_MODELS).",
-)
+@storage_options
 @click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
@@ -63,13 +47,7 @@ def api_group() -> None:
     show_default=True,
     help="Largest package or seed model upload.",
 )
-@click.option(
-    "--log-level",
-    envvar="SCALEOUT_LOG_LEVEL",
-    default="info",
-    show_default=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-)
+@log_level_option
 def start(
     host: str,
     port: int,
@@ -84,7 +62,6 @@ def start(
 
     from scaleout.api.app import create_app
 
-    _make_sqlite_dir(db_uri)
     settings = ApiSettings(
         host=host,
         port=port,
@@ -95,9 +72,3 @@ def start(
         s3_credentials=S3Credentials.from_env(os.environ),
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
-
-
-def _make_sqlite_dir(db_uri: str) -> None:
-    """SQLite creates the file, not its folder; the default lives in ./.scaleout/."""
-    if db_uri.startswith("sqlite:///") and not db_uri.endswith(":memory:"):
-        Path(unquote(db_uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from scaleout.cli.common import env_dir_option, user_errors
+from scaleout.cli.common import env_dir_option, log_level_option, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, short_id, when
 from scaleout.client.settings import DEFAULT_API_URL, ClientSettings, validate_client_id
@@ -100,13 +100,7 @@ def client_group() -> None:
     help="Without --data-partition: hold the first partition no other running client holds, by a lock "
     "in this folder shared by the clients of one host (e.g. a compose volume for replicas).",
 )
-@click.option(
-    "--log-level",
-    envvar="SCALEOUT_LOG_LEVEL",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@log_level_option
 def start(
     api_url: str,
     name: str | None,

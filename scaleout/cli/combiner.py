@@ -7,11 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from urllib.parse import unquote
 
 import click
 
-from scaleout.cli.common import user_errors
+from scaleout.cli.common import log_level_option, storage_options, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, when
 from scaleout.store.uri import S3Credentials
@@ -48,22 +47,7 @@ def combiner_group() -> None:
     show_default=True,
     help="The combiner's name, also its id in the statestore (env SCALEOUT_COMBINER_NAME).",
 )
-@click.option(
-    "--db",
-    "db_uri",
-    envvar="SCALEOUT_DB",
-    default="sqlite:///.scaleout/statestore.db",
-    show_default=True,
-    help="Statestore URI: sqlite:///path or mongodb://host:port/db (env SCALEOUT_DB).",
-)
-@click.option(
-    "--models",
-    "models_uri",
-    envvar="SCALEOUT_MODELS",
-    default="file://.scaleout/models",
-    show_default=True,
-    help="Model repository URI: file://path or s3://bucket?endpoint=host:port (env SCALEOUT_MODELS).",
-)
+@storage_options
 @click.option(
     "--advertise-host",
     envvar="SCALEOUT_COMBINER_ADVERTISE_HOST",
@@ -101,13 +85,7 @@ def combiner_group() -> None:
     show_default=True,
     help="Largest model update accepted, in bytes.",
 )
-@click.option(
-    "--log-level",
-    envvar="SCALEOUT_LOG_LEVEL",
-    default="info",
-    show_default=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-)
+@log_level_option
 def start(
     host: str,
     port: int,
@@ -131,7 +109,6 @@ def start(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with user_errors():
         validate_id(name)  # the name is the combiner's id and names its work folder
-        _make_sqlite_dir(db_uri)
         settings = CombinerSettings(
             host=host,
             port=port,
@@ -183,12 +160,6 @@ def health(host: str, port: int, timeout: float) -> None:
             )
             sys.exit(1)
     click.echo(f"combiner {info.name} at {host}:{port} is serving {len(info.clients)} client(s)")
-
-
-def _make_sqlite_dir(db_uri: str) -> None:
-    """SQLite creates the file, not its folder; the default lives in ./.scaleout/."""
-    if db_uri.startswith("sqlite:///") and not db_uri.endswith(":memory:"):
-        Path(unquote(db_uri[len("sqlite:///") :])).parent.mkdir(parents=True, exist_ok=True)
 
 
 @combiner_group.command("list")

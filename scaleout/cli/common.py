@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from scaleout.client.python_env import default_env_dir
 from scaleout.errors import ScaleoutError
+from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI
 
 
 @contextlib.contextmanager
@@ -28,4 +30,34 @@ env_dir_option = click.option(
     default=default_env_dir,
     show_default="~/.cache/scaleout/envs",
     help="Where python_env virtualenvs are cached (env SCALEOUT_ENV_DIR).",
+)
+
+
+def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--db and --models (as db_uri, models_uri): the statestore and model repository a server opens."""
+    command = click.option(
+        "--models",
+        "models_uri",
+        envvar="SCALEOUT_MODELS",
+        default=DEFAULT_MODEL_REPOSITORY_URI,
+        show_default=True,
+        help="Model repository URI: file://path or s3://bucket?endpoint=host:port (env SCALEOUT_MODELS).",
+    )(command)
+    return click.option(
+        "--db",
+        "db_uri",
+        envvar="SCALEOUT_DB",
+        default=DEFAULT_STATESTORE_URI,
+        show_default=True,
+        help="Statestore URI: sqlite:///path or mongodb://host:port/database (env SCALEOUT_DB).",
+    )(command)
+
+
+log_level_option = click.option(
+    "--log-level",
+    envvar="SCALEOUT_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+    help="How much the server logs (env SCALEOUT_LOG_LEVEL).",
 )
