@@ -33,6 +33,10 @@ from scaleout.store.statestore import Statestore
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 64 * 1024 * 1024  # chunks are up to 4 MiB; the default 4 MiB limit rejects 4 MiB + framing
+# HTTP/2 receive window of each upload stream: one client chunk. An upload then holds at most ~3 chunks
+# here (this window, the message being written, its copy), whatever the network; the price is upload
+# speed on long links, at most UPLOAD_WINDOW per round trip (20 MB/s per client at 50 ms).
+UPLOAD_WINDOW = 1024 * 1024
 STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cancelled
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_LIMIT),
@@ -44,6 +48,11 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),  # let clients ping every >= 5 s
     ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared port
+    # Upload flow control: with BDP probing on, gRPC grows every stream's receive window to >= 4 MiB
+    # and buffers that much of each upload the event loop has not read yet: memory grew by ~15 MB per
+    # concurrent upload (~240 MB for 16 clients, benchmarks/round_bench.py at 100 MB). A fixed window.
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", UPLOAD_WINDOW),
 ]
 
 

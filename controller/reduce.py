@@ -3,7 +3,10 @@
 Each combiner already averaged its own clients' updates, weighted by their num_examples; weighting
 each combiner's model by its total num_examples makes the result exactly the average over all clients
 (sum_k N_k * (sum_i n_i x_i / N_k) / sum_k N_k = sum_i n_i x_i / sum_i n_i).
-Memory is one float64 accumulator plus one model at a time, whatever the number of combiners.
+It is the combiner's streaming FedAvg (combiner/fedavg.py) over the combiners' models: each is
+spooled to a temporary file and folded in a slice at a time, and the average is written slice by
+slice. Memory is one accumulator the size of the model (float32 for a float32 model) plus a few MiB,
+whatever the number of combiners: no model is ever whole in memory.
 """
 
 import logging
@@ -12,14 +15,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from scaleout.combiner.fedavg import FedAvg
+from scaleout.combiner.npzfile import ArraySpec, read_specs
 from scaleout.store.entities import new_id
 from scaleout.store.repository import ModelRepository
-from scaleoututil.helpers.helperbase import HelperBase
-from scaleoututil.helpers.helpers import get_helper
 
 log = logging.getLogger(__name__)
+
+HELPERS = ("", "numpyhelper")  # the models are numpyhelper npz files, as at the combiner
 
 
 @dataclass(frozen=True)
@@ -39,78 +42,56 @@ def reduce_models(
 ) -> str:
     """The id of the weighted average of parts, already in the repository.
 
-    One part is the result as is: its model is not copied. Several are folded one at a time in
-    float64, written under a new id, and then the partial models are deleted. Blocking: call it
-    through asyncio.to_thread. Raises ValueError naming the model that does not fit the others.
+    One part is the result as is: its model is not copied. Several are folded in one at a time,
+    written under a new id, and then the partial models are deleted. Blocking: call it through
+    asyncio.to_thread. Raises ValueError naming the model that does not fit the others.
     """
     if not parts:
         raise ValueError("nothing to reduce: no combiner returned a model")
     if len(parts) == 1:
         return parts[0].model_id
-    helper = get_helper(helper_name)
+    if helper_name not in HELPERS:
+        raise ValueError(f"helper {helper_name!r} is not supported: the reduce averages numpyhelper models")
+    for part in parts:
+        if part.num_examples <= 0:
+            raise ValueError(f"combiner {part.combiner_id} reported num_examples={part.num_examples}")
     with tempfile.TemporaryDirectory(prefix="scaleout-reduce-", dir=work_dir) as tmp:
-        acc, dtypes, total = _fold_all(repository, parts, helper, tmp)
-        average = [_cast(a / total, dtype) for a, dtype in zip(acc, dtypes, strict=True)]
-        del acc
-        path = helper.save(average, os.path.join(tmp, "reduced.npz"))
+        fedavg: FedAvg | None = None
+        for part in parts:
+            # Spooled to a file: npz needs seeking. It goes as soon as it is folded in.
+            path = os.path.join(tmp, f"{part.model_id}.npz")
+            repository.get_model_to_file(part.model_id, path)
+            try:
+                specs = read_specs(path)
+                if fedavg is None:
+                    fedavg = FedAvg(specs)
+                else:
+                    _check_fits(fedavg.specs, specs, part)
+                fedavg.fold(path, part.num_examples)
+            finally:
+                os.unlink(path)
+        assert fedavg is not None
+        path = os.path.join(tmp, "reduced.npz")
+        fedavg.write(path)
         model_id = new_id()
         repository.put_model(model_id, path)
     discard_models(repository, [p.model_id for p in parts])
     return model_id
 
 
-def _fold_all(
-    repository: ModelRepository, parts: Sequence[PartialModel], helper: HelperBase, tmp: str
-) -> tuple[list[np.ndarray], list[np.dtype], int]:
-    """acc = sum_k n_k * x_k in float64, the first model's dtypes, and sum_k n_k."""
-    acc: list[np.ndarray] = []
-    dtypes: list[np.dtype] = []
-    total = 0
-    for part in parts:
-        if part.num_examples <= 0:
-            raise ValueError(f"combiner {part.combiner_id} reported num_examples={part.num_examples}")
-        weights = _load(repository, part.model_id, helper, tmp)
-        if not acc:
-            acc = [np.zeros(np.shape(w), dtype=np.float64) for w in weights]
-            dtypes = [np.asarray(w).dtype for w in weights]
-        _check_fits(acc, weights, part)
-        for a, w in zip(acc, weights, strict=True):
-            # Multiply into float64 before adding: n * w in float32 would round first.
-            a += np.multiply(w, part.num_examples, dtype=np.float64)
-        total += part.num_examples
-        del weights
-    return acc, dtypes, total
-
-
-def _load(repository: ModelRepository, model_id: str, helper: HelperBase, tmp: str) -> list[np.ndarray]:
-    """Spool the model to a temp file (npz needs seeking) and read it; the file goes right after."""
-    path = os.path.join(tmp, f"{model_id}.npz")
-    repository.get_model_to_file(model_id, path)
-    try:
-        return helper.load(path)
-    finally:
-        os.unlink(path)
-
-
-def _check_fits(acc: list[np.ndarray], weights: list[np.ndarray], part: PartialModel) -> None:
-    if len(weights) != len(acc):
+def _check_fits(specs: list[ArraySpec], actual: list[ArraySpec], part: PartialModel) -> None:
+    """Same arrays and shapes as the first model; a dtype may differ (the fold computes in float64)."""
+    if len(actual) != len(specs):
         raise ValueError(
-            f"model {part.model_id} of combiner {part.combiner_id} has {len(weights)} arrays, "
-            f"the others have {len(acc)}"
+            f"model {part.model_id} of combiner {part.combiner_id} has {len(actual)} arrays, "
+            f"the others have {len(specs)}"
         )
-    for i, (a, w) in enumerate(zip(acc, weights, strict=True)):
-        if np.shape(w) != a.shape:
+    for i, (spec, got) in enumerate(zip(specs, actual, strict=True)):
+        if got.shape != spec.shape:
             raise ValueError(
                 f"model {part.model_id} of combiner {part.combiner_id}: array {i} has shape "
-                f"{np.shape(w)}, the others have {a.shape}"
+                f"{got.shape}, the others have {spec.shape}"
             )
-
-
-def _cast(average: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Back to the model's dtype; integer parameters are rounded, not truncated."""
-    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-        average = np.rint(average)
-    return average.astype(dtype, copy=False)
 
 
 def discard_models(repository: ModelRepository, model_ids: Sequence[str]) -> None:

@@ -1,6 +1,7 @@
 """The reduce across combiners: exact FedAvg weighted by each combiner's num_examples."""
 
 import asyncio
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -60,3 +61,24 @@ def test_reduce_rounds_integer_parameters(stores):
 
     (got,) = stores.load_model(model_id)
     assert got.dtype == np.int64 and got.tolist() == [1, 11]
+
+
+def test_reduce_holds_one_accumulator_not_whole_models(stores):
+    """Two 48 MB float32 models: the old whole-model float64 fold peaked at ~5x the model size."""
+    size = 48 * 1024 * 1024
+    model = np.ones(size // 4, dtype=np.float32)
+    stores.put_model([model], "big1")
+    stores.put_model([model + 2], "big2")
+    del model
+    tracemalloc.start()
+    try:
+        model_id = reduce_models(
+            stores.repository, [PartialModel("c1", "big1", 1), PartialModel("c2", "big2", 3)]
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 1.25 * size, f"reduce peaked at {peak / size:.2f}x the model size"
+    (got,) = stores.load_model(model_id)
+    assert got.dtype == np.float32 and np.all(got == 2.5)
