@@ -1,7 +1,6 @@
 """The FastAPI app: every route under /api/v1, OpenAPI at /docs, the controller on the same loop."""
 
 import asyncio
-import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,8 +28,6 @@ from scaleout.store.entities import Client, Combiner, Event, Model, Package, Rou
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import DuplicateId, InvalidFilter, Statestore
 from scaleout.store.uri import open_model_repository, open_statestore
-
-log = logging.getLogger(__name__)
 
 ENTITY_FAMILIES: list[tuple[str, type, Callable[[Statestore], Any]]] = [
     ("sessions", Session, lambda store: store.sessions),
@@ -64,7 +61,7 @@ def create_app(
     """The API over these stores, or over stores (and a controller) the app opens from `settings`.
 
     Stores passed in are the caller's to close and the app runs exactly the controller given (or none);
-    without stores the lifespan opens them by URI and hosts a Controller when one is importable.
+    without stores the lifespan opens them by URI and hosts a Controller over them.
     A controller is started and closed by the lifespan, as it needs the server's event loop.
     """
     app = FastAPI(
@@ -139,14 +136,9 @@ async def _open_stores(app: FastAPI, stack: AsyncExitStack) -> None:
     app.state.controller = _make_controller(app.state.statestore, app.state.repository, settings)
 
 
-def _make_controller(
-    statestore: Statestore, repository: ModelRepository, settings: ApiSettings
-) -> Any | None:
-    try:
-        from scaleout.controller.controller import Controller
-        from scaleout.controller.settings import ControllerSettings
-    except ImportError as error:
-        log.warning("no controller (%s): sessions are recorded but not run", error)
-        return None
+def _make_controller(statestore: Statestore, repository: ModelRepository, settings: ApiSettings) -> Any:
+    # Imported here: an app given its stores (tests, `scaleout local`) runs the controller it is given.
+    from scaleout.controller import Controller, ControllerSettings
+
     controller_settings = ControllerSettings(combiner_online_window=settings.combiner_online_seconds)
     return Controller(statestore, repository, controller_settings)

@@ -12,6 +12,7 @@ from typing import BinaryIO
 import numpy as np
 import yaml
 
+from scaleout.compute_package import unsafe_member
 from scaleout.errors import PackageError, ScaleoutError
 from scaleoututil.helpers.helpers import known_helpers
 
@@ -76,32 +77,10 @@ def _scan_members(stream: BinaryIO) -> dict | None:
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
-    """The same rules the edge client applies when it unpacks, so a stored package always unpacks."""
-    name = member.name
-    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        _unsafe(name, "is a device, fifo or other special file")
-    if _absolute_or_dotdot(name):
-        _unsafe(name, "has an absolute path or a '..' component")
-    if member.issym():
-        target = posixpath.join(posixpath.dirname(name), member.linkname)
-        if member.linkname.startswith(("/", "\\")) or _leaves_folder(target):
-            _unsafe(name, f"is a symlink to {member.linkname!r}, outside the package")
-    if member.islnk() and (_absolute_or_dotdot(member.linkname) or _leaves_folder(member.linkname)):
-        _unsafe(name, f"is a hard link to {member.linkname!r}, outside the package")
-
-
-def _absolute_or_dotdot(name: str) -> bool:
-    absolute = name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":")
-    return absolute or ".." in name.replace("\\", "/").split("/")
-
-
-def _leaves_folder(path: str) -> bool:
-    normalized = posixpath.normpath(path)
-    return normalized == ".." or normalized.startswith(("../", "/"))
-
-
-def _unsafe(name: str, why: str) -> None:
-    raise PackageError(f"unsafe package member {name!r}: it {why}; rebuild the package without it")
+    """The rules the edge client applies when it unpacks, so a stored package always unpacks."""
+    why = unsafe_member(member)
+    if why is not None:
+        raise PackageError(f"unsafe package member {member.name!r}: it {why}; rebuild the package without it")
 
 
 def _parse_project_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> dict:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from scaleout.compute_package import create_package
 from scaleout.errors import ScaleoutError
 
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -141,8 +142,6 @@ class APIClient:
         """Upload a package (a .tgz, or a folder packed here first) and make it active; returns it."""
         path = Path(path)
         if path.is_dir():
-            from scaleout.client.package import create_package
-
             with tempfile.TemporaryDirectory(prefix="scaleout-package-") as work:
                 tarball = create_package(path, name=f"{path.resolve().name}.tgz", output_dir=work)
                 return self._upload_package(tarball, helper, name, description)

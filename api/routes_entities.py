@@ -8,12 +8,11 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, create_model
 
 from scaleout.api import deps
-from scaleout.errors import NotFound
 from scaleout.store.entities import Entity
 from scaleout.store.schema import scalar_fields
 from scaleout.store.statestore import Repository, Statestore
@@ -24,14 +23,6 @@ MAX_LIMIT = 10_000
 
 class Count(BaseModel):
     count: int
-
-
-def get_or_404(repository: Repository[Any], id: str) -> Any:
-    """The record, or 404 naming the entity and the id ("Session 'x' not found")."""
-    try:
-        return repository.get(id)
-    except NotFound:
-        raise HTTPException(404, f"{repository.entity.__name__} {id!r} not found") from None
 
 
 def list_response_model(entity: type[Entity]) -> type[BaseModel]:
@@ -103,6 +94,6 @@ def entity_router(
 
     @router.get("/{id}", response_model=entity, summary=f"Get one {noun}")
     def get_item(id: str, store: deps.StatestoreDep) -> Any:
-        return get_or_404(select(store), id)
+        return select(store).get(id)  # NotFound is answered 404 naming the entity and id (app.py)
 
     return router

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from scaleout.api import deps
 from scaleout.api.checks import check_seed_model
-from scaleout.api.routes_entities import get_or_404, list_response_model
+from scaleout.api.routes_entities import list_response_model
 from scaleout.api.settings import ApiSettings
 from scaleout.api.streaming import stream_object
 from scaleout.api.uploads import sha256_and_size
@@ -15,6 +15,7 @@ from scaleout.errors import NotFound
 from scaleout.store.entities import Model, new_id
 from scaleout.store.statestore import Statestore
 
+# A missing model raises NotFound in the store, which the app answers 404 naming the id.
 router = APIRouter(prefix="/models", tags=["models"])
 ModelList = list_response_model(Model)
 
@@ -45,20 +46,18 @@ def upload_seed_model(
 
 @router.get("/{id}/download", summary="Download a model's bytes", response_class=StreamingResponse)
 def download_model(id: str, store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
-    model = get_or_404(store.models, id)
+    model = store.models.get(id)
     stream = repository.open_model(model.id)
     return stream_object(stream, repository.model_size(model.id), f"{model.id}.npz")
 
 
 @router.get("/{id}/ancestors", response_model=ModelList, summary="The trail back to the seed, parent first")
 def model_ancestors(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
-    get_or_404(store.models, id)
     models = store.models.ancestors(id)
     return {"count": len(models), "result": models}
 
 
 @router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
 def model_descendants(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
-    get_or_404(store.models, id)
     models = store.models.descendants(id)
     return {"count": len(models), "result": models}

@@ -12,7 +12,6 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaleout.api import deps
-from scaleout.api.routes_entities import get_or_404
 from scaleout.errors import ScaleoutError
 from scaleout.store.entities import Session, SessionConfig, SessionStatus, utcnow
 from scaleout.store.statestore import Statestore
@@ -35,7 +34,7 @@ class SessionRequest(BaseModel):
 
 def _new_session(store: Statestore, body: SessionRequest) -> Session:
     if body.model_id is not None:
-        get_or_404(store.models, body.model_id)
+        store.models.get(body.model_id)  # NotFound: 404 naming the model
     session = Session(config=body.config, seed_model_id=body.model_id)
     session.name = body.name or f"session-{session.id[-8:]}"
     return session
@@ -122,7 +121,7 @@ async def start_session(
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
-    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    session = await asyncio.to_thread(store.sessions.get, id)
     return await _start(store, lock, controller, session, is_new=False)
 
 
@@ -132,7 +131,7 @@ async def stop_session(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> Session:
-    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    session = await asyncio.to_thread(store.sessions.get, id)
     if session.status in ENDED:
         raise HTTPException(409, f"session {id!r} already ended: it is {session.status.value}")
     if controller is not None:
@@ -152,7 +151,7 @@ async def wait_for_session(
     timeout: Annotated[float, Query(gt=0, le=MAX_WAIT, description="seconds to wait at most")] = 30.0,
 ) -> Session:
     """Answers when the session ends or after `timeout` seconds, with the session as it is then."""
-    session = await asyncio.to_thread(get_or_404, store.sessions, id)
+    session = await asyncio.to_thread(store.sessions.get, id)
     if session.status in ENDED or controller is None:
         return session
     return await controller.wait_for_session(id, timeout)
@@ -164,6 +163,6 @@ async def session_progress(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> dict[str, Any]:
-    await asyncio.to_thread(get_or_404, store.sessions, id)
+    await asyncio.to_thread(store.sessions.get, id)
     live = controller.progress(id) if controller is not None else None
     return {"session_id": id, "progress": live}

@@ -24,7 +24,6 @@ from scaleout.client.yamlfile import read_yaml
 from scaleout.errors import PackageError
 
 PROJECT_FILE = "scaleout.yaml"
-ENTRY_POINTS = ("build", "startup", "train", "validate", "predict")
 STDERR_TAIL_LINES = 20
 
 

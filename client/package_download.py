@@ -19,8 +19,8 @@ import httpx
 
 from scaleout.client.backoff import Backoff
 from scaleout.client.dispatcher import PROJECT_FILE
-from scaleout.client.package import extract_package, sha256_file
 from scaleout.client.rest import auth_hint, error_detail
+from scaleout.compute_package import extract_package, sha256_file
 from scaleout.errors import PackageError
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import grpc
 
 from scaleout.client.dispatcher import Dispatcher, RunResult
 from scaleout.client.model_transfer import download_model, upload_model
+from scaleout.client.outputs import metadata_path, read_metrics, read_train_metadata
 from scaleout.client.threads import run_blocking
 from scaleout.errors import ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 TRAIN = "Scaleout_ModelUpdate"
 VALIDATE = "Scaleout_Validation"
-METADATA_SUFFIX = "-metadata"  # scaleoututil's save_metadata/load_metadata naming
 
 
 # Files of one task: <uuid hex>.npz / .json, and their -metadata.
@@ -102,7 +102,7 @@ class TaskRunner:
     async def _train(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> None:
         in_path = await self._stage_model(task, link, files)
         out_path = self._new_path(".npz", files)
-        files.append(_metadata_path(out_path))
+        files.append(metadata_path(out_path))
         run = await self._run_entry_point("train", in_path, out_path)
         logger.info(
             "train entry point of task %s (round %s) ran in %.3f s",
@@ -112,7 +112,8 @@ class TaskRunner:
         )
         if not out_path.is_file():
             raise TaskFailed(f"entry point 'train' exited 0 but wrote no model at OUT ({out_path})")
-        meta = _read_json_object(_metadata_path(out_path), "train's OUT-metadata (save_metadata)")
+        # The same check as `scaleout run train`: a model without a positive num_examples is not sent.
+        meta = read_train_metadata(out_path)
         update_id = uuid.uuid4().hex
         await _grpc_step(
             "upload of the update",
@@ -136,7 +137,7 @@ class TaskRunner:
         in_path = await self._stage_model(task, link, files)
         out_path = self._new_path(".json", files)
         await self._run_entry_point("validate", in_path, out_path)
-        metrics = _read_json_object(out_path, "validate's OUT (save_metrics)")
+        metrics = read_metrics(out_path)
         validation = scaleout_pb2.ModelValidation(
             client_id=self.client_id,
             model_id=task.model_id,
@@ -152,7 +153,7 @@ class TaskRunner:
         """Download the task's model to IN and write the task's data to IN-metadata."""
         settings = _task_data(task)
         in_path = self._new_path(".npz", files)
-        meta_path = _metadata_path(in_path)
+        meta_path = metadata_path(in_path)
         files.append(meta_path)
         meta_path.write_text(json.dumps(settings), encoding="utf-8")
         await _grpc_step(
@@ -222,22 +223,6 @@ def _task_data(task: scaleout_pb2.TaskRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TaskFailed(f"the task's data must be a JSON object, got {task.data[:200]!r}")
     return data
-
-
-def _read_json_object(path: Path, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TaskFailed(f"{what} was not written at {path}; the entry point must write it") from exc
-    except json.JSONDecodeError as exc:
-        raise TaskFailed(f"{what} at {path} is not JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise TaskFailed(f"{what} at {path} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _metadata_path(path: Path) -> Path:
-    return path.with_name(path.name + METADATA_SUFFIX)
 
 
 def _describe(exc: BaseException) -> str:

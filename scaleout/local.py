@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from scaleout.api.app import create_app
-from scaleout.api.client import APIClient
+from scaleout.api.client import ENDED, APIClient
 from scaleout.api.settings import ApiSettings
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
@@ -30,12 +30,10 @@ from scaleout.controller import Controller, ControllerSettings
 from scaleout.errors import ScaleoutError
 from scaleout.seed import build_seed
 from scaleout.store import open_model_repository, open_statestore
-from scaleout.store.entities import SessionStatus
 from scaleout.store.uri import S3Credentials
 
 log = logging.getLogger(__name__)
 
-ENDED = {SessionStatus.FINISHED, SessionStatus.FAILED, SessionStatus.TERMINATED}
 CLIENT_STOP_GRACE = 10.0
 
 
@@ -249,9 +247,14 @@ class LocalFederation:
                 await asyncio.to_thread(client.popen.wait, CLIENT_STOP_GRACE)
             except subprocess.TimeoutExpired:
                 client.popen.kill()
-        with contextlib.suppress(Exception):
+        # Shutdown goes on past a failing part, so the rest still stops; the failure is logged, not lost.
+        try:
             await combiner.stop()
+        except Exception:
+            log.exception("the combiner did not stop cleanly")
         api.close()
         server.should_exit = True
-        with contextlib.suppress(Exception):
+        try:
             await serving
+        except Exception:
+            log.exception("the API server did not stop cleanly")

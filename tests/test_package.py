@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scaleout.client.package import create_package, extract_package, is_ignored, sha256_file
+from scaleout.compute_package import create_package, extract_package, is_ignored, sha256_file
 from scaleout.errors import PackageError
 from tests.packages import make_package
 

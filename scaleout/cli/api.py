@@ -6,9 +6,11 @@ import os
 
 import click
 
-from scaleout.api.settings import DEFAULT_PORT, GIB, ApiSettings
+from scaleout.api.settings import ApiSettings
 from scaleout.cli.common import log_level_option, storage_options
 from scaleout.store.uri import S3Credentials
+
+DEFAULTS = ApiSettings()  # the flags' defaults are the settings' own
 
 
 @click.group("api")
@@ -20,7 +22,7 @@ def api_group() -> None:
 @click.option(
     "--host",
     envvar="SCALEOUT_API_HOST",
-    default="127.0.0.1",
+    default=DEFAULTS.host,
     show_default=True,
     help="Address to listen on; 0.0.0.0 for every interface (env SCALEOUT_API_HOST).",
 )
@@ -28,7 +30,7 @@ def api_group() -> None:
     "--port",
     envvar="SCALEOUT_API_PORT",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_PORT,
+    default=DEFAULTS.port,
     show_default=True,
     help="Port to listen on (env SCALEOUT_API_PORT).",
 )
@@ -43,7 +45,7 @@ def api_group() -> None:
     "--max-upload-bytes",
     envvar="SCALEOUT_API_MAX_UPLOAD_BYTES",
     type=click.IntRange(min=1),
-    default=GIB,
+    default=DEFAULTS.max_upload_bytes,
     show_default=True,
     help="Largest package or seed model upload.",
 )

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from scaleout.cli.common import env_dir_option, log_level_option, user_errors
+from scaleout.cli.common import configure_logging, env_dir_option, log_level_option, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, short_id, when
-from scaleout.client.settings import DEFAULT_API_URL, ClientSettings, validate_client_id
+from scaleout.client.settings import ClientSettings, validate_client_id
 
 DEFAULT_WORK_ROOT = Path(".scaleout")
+DEFAULTS = ClientSettings()  # the flags' defaults are the settings' own
 
 
 @click.group("client")
@@ -28,7 +29,7 @@ def client_group() -> None:
 @click.option(
     "--api-url",
     envvar="SCALEOUT_API_URL",
-    default=DEFAULT_API_URL,
+    default=DEFAULTS.api_url,
     show_default=True,
     help="URL of `scaleout api`; the client asks it for a combiner and the compute package.",
 )
@@ -56,7 +57,7 @@ def client_group() -> None:
     "--heartbeat-interval",
     envvar="SCALEOUT_HEARTBEAT_INTERVAL",
     type=click.FloatRange(min=0.01),
-    default=10.0,
+    default=DEFAULTS.heartbeat_interval,
     show_default=True,
     help="Seconds between heartbeats to the combiner.",
 )
@@ -77,7 +78,7 @@ def client_group() -> None:
     "--reconnect-attempts",
     envvar="SCALEOUT_RECONNECT_ATTEMPTS",
     type=click.IntRange(min=1),
-    default=3,
+    default=DEFAULTS.reconnect_attempts,
     show_default=True,
     help="Failed connections in a row to the combiner before asking the API for another.",
 )
@@ -122,7 +123,7 @@ def start(
     # Imported here so `scaleout --help` does not load grpc.
     from scaleout.client.edge import EdgeClient
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     if log_level.upper() != "DEBUG":  # one line per HTTP request would drown the client's own log
         logging.getLogger("httpx").setLevel(logging.WARNING)
     if data_partition is not None and num_partitions is not None and data_partition >= num_partitions:

@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from scaleout.cli.common import log_level_option, storage_options, user_errors
+from scaleout.cli.common import configure_logging, log_level_option, storage_options, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, when
+from scaleout.combiner.settings import CombinerSettings
 from scaleout.store.uri import S3Credentials
 
-DEFAULT_PORT = 12080
-GIB = 1024**3
+# The settings' defaults are the flags' defaults: one definition of each.
+DEFAULTS = CombinerSettings()
 
 
 @click.group("combiner")
@@ -28,7 +28,7 @@ def combiner_group() -> None:
 @click.option(
     "--host",
     envvar="SCALEOUT_COMBINER_HOST",
-    default="127.0.0.1",
+    default=DEFAULTS.host,
     show_default=True,
     help="Address to listen on; 0.0.0.0 for every interface (env SCALEOUT_COMBINER_HOST).",
 )
@@ -36,14 +36,14 @@ def combiner_group() -> None:
     "--port",
     envvar="SCALEOUT_COMBINER_PORT",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_PORT,
+    default=DEFAULTS.port,
     show_default=True,
     help="gRPC port (env SCALEOUT_COMBINER_PORT).",
 )
 @click.option(
     "--name",
     envvar="SCALEOUT_COMBINER_NAME",
-    default="combiner",
+    default=DEFAULTS.name,
     show_default=True,
     help="The combiner's name, also its id in the statestore (env SCALEOUT_COMBINER_NAME).",
 )
@@ -58,7 +58,7 @@ def combiner_group() -> None:
     "--heartbeat-timeout",
     envvar="SCALEOUT_COMBINER_HEARTBEAT_TIMEOUT",
     type=click.FloatRange(min=0.01),
-    default=30.0,
+    default=DEFAULTS.heartbeat_timeout,
     show_default=True,
     help="Seconds without task stream and heartbeat after which a client is offline.",
 )
@@ -66,7 +66,7 @@ def combiner_group() -> None:
     "--registry-interval",
     envvar="SCALEOUT_COMBINER_REGISTRY_INTERVAL",
     type=click.FloatRange(min=0.01),
-    default=5.0,
+    default=DEFAULTS.registry_interval,
     show_default=True,
     help="Seconds between refreshes of the combiner's record in the statestore.",
 )
@@ -81,7 +81,7 @@ def combiner_group() -> None:
     "--max-model-size",
     envvar="SCALEOUT_COMBINER_MAX_MODEL_SIZE",
     type=click.IntRange(min=1),
-    default=2 * GIB,
+    default=DEFAULTS.max_model_size,
     show_default=True,
     help="Largest model update accepted, in bytes.",
 )
@@ -103,10 +103,9 @@ def start(
     import asyncio
 
     from scaleout.combiner.server import serve
-    from scaleout.combiner.settings import CombinerSettings
     from scaleout.store import validate_id
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     with user_errors():
         validate_id(name)  # the name is the combiner's id and names its work folder
         settings = CombinerSettings(
@@ -129,12 +128,12 @@ def start(
 
 
 @combiner_group.command("health")
-@click.option("--host", envvar="SCALEOUT_COMBINER_HOST", default="127.0.0.1", show_default=True)
+@click.option("--host", envvar="SCALEOUT_COMBINER_HOST", default=DEFAULTS.host, show_default=True)
 @click.option(
     "--port",
     envvar="SCALEOUT_COMBINER_PORT",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_PORT,
+    default=DEFAULTS.port,
     show_default=True,
 )
 @click.option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,8 @@ log_level_option = click.option(
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
     help="How much the server logs (env SCALEOUT_LOG_LEVEL).",
 )
+
+
+def configure_logging(log_level: str) -> None:
+    """The servers' log format, at the level of --log-level."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

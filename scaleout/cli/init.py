@@ -19,7 +19,7 @@ from scaleout.api.client import APIClient, APIError
 from scaleout.cli.common import env_dir_option
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.run import run_entry_point
-from scaleout.client.package import create_package, sha256_file
+from scaleout.compute_package import create_package, sha256_file
 from scaleout.seed import RunBuild, build_seed
 
 FIRST_DELAY = 0.25  # seconds before the second /health try; doubles up to MAX_DELAY

@@ -8,7 +8,7 @@ import click
 
 from scaleout.cli.remote import Remote, api_options, resolve_id
 from scaleout.cli.tables import Column, console, field, key_value_table, records_table, short_id, size, when
-from scaleout.client.package import sha256_file
+from scaleout.compute_package import sha256_file
 
 MODEL_COLUMNS = [
     Column("id", field("id", short_id)),

@@ -11,7 +11,7 @@ import click
 from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import console, key_value_table, size, when
-from scaleout.client.package import create_package, sha256_file
+from scaleout.compute_package import create_package, sha256_file
 
 
 @click.group("package")

@@ -10,7 +10,7 @@ import pytest
 
 from scaleout import APIClient
 from scaleout.api.client import APIError
-from scaleout.client.package import create_package, sha256_file
+from scaleout.compute_package import create_package, sha256_file
 from tests.api.conftest import ApiServer, run_api
 
 PROJECT_FILE = b"entry_points:\n  train:\n    command: python train.py\n"

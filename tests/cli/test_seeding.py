@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaleout.client.package import create_package, sha256_file
+from scaleout.compute_package import create_package, sha256_file
 from scaleoututil.helpers.helpers import get_helper
 from tests.cli.conftest import as_json, ok
 from tests.packages import model_package

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scaleout.client.edge import EdgeClient
-from scaleout.client.package import create_package
+from scaleout.compute_package import create_package
 from scaleout.errors import PackageError
 from tests.client.doubles import (
     SCALEOUT_YAML,

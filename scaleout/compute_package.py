@@ -4,6 +4,9 @@ A package is a gzip tarball of the compute package folder with names relative to
 in ``.scaleoutignore`` (or ``.ignore``) are left out, and so are virtualenvs and caches, which are
 machine-specific and often larger than the code. Unpacking checks every member before writing
 anything, because the tarball comes from the server and must not write outside its destination.
+
+Shared by the initiator (CLI, APIClient), the API (which refuses an unsafe upload with the same
+rules, ``unsafe_member``) and the edge client, so it sits at the package root with ``errors``.
 """
 
 from __future__ import annotations
@@ -169,27 +172,32 @@ def extract_package(tarball: str | os.PathLike[str], dest: str | os.PathLike[str
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
+    why = unsafe_member(member)
+    if why is not None:
+        raise PackageError(f"package member '{member.name}' {why}; refusing to unpack the package")
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why this member could write outside the folder it unpacks to ("is a symlink to ..."), or None."""
     name = member.name
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        _reject(member, "is a device, fifo or other special file")
+        return "is a device, fifo or other special file"
     if _escapes(name):
-        _reject(member, "has an absolute path or a '..' component")
+        return "has an absolute path or a '..' component"
     if member.issym():
         target = posixpath.join(posixpath.dirname(name), member.linkname)
-        if member.linkname.startswith("/") or _escapes_after_normalizing(target):
-            _reject(member, f"is a symlink to '{member.linkname}', outside the package")
+        if member.linkname.startswith(("/", "\\")) or _escapes_after_normalizing(target):
+            return f"is a symlink to '{member.linkname}', outside the package"
     if member.islnk() and (_escapes(member.linkname) or _escapes_after_normalizing(member.linkname)):
-        _reject(member, f"is a hard link to '{member.linkname}', outside the package")
+        return f"is a hard link to '{member.linkname}', outside the package"
+    return None
 
 
 def _escapes(name: str) -> bool:
-    return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in name.split("/")
+    absolute = name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":")
+    return absolute or ".." in name.replace("\\", "/").split("/")
 
 
 def _escapes_after_normalizing(name: str) -> bool:
     normalized = posixpath.normpath(name)
-    return normalized == ".." or normalized.startswith("../") or normalized.startswith("/")
-
-
-def _reject(member: tarfile.TarInfo, why: str) -> None:
-    raise PackageError(f"package member '{member.name}' {why}; refusing to unpack the package")
+    return normalized == ".." or normalized.startswith(("../", "/"))
