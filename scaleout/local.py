@@ -204,8 +204,9 @@ class LocalFederation:
             self.on_status(
                 {"stage": "waiting for clients", "online": online, "clients": self.settings.clients}
             )
+            # Woken by every connect/disconnect; the bound is how often dead clients and Ctrl-C are noticed.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
+                await combiner.registry.wait_for(lambda: len(combiner.registry.online()) != online, 1.0)
 
     def _check_clients(self) -> None:
         for client in self.clients:
