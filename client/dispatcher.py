@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaleout.client.process import LineSink, log_line, stream_process
+from scaleout.client.process import LineSink, log_line, stop_group, stream_process
 from scaleout.client.python_env import Environment, PythonEnv, current_environment, default_env_dir
 from scaleout.client.yamlfile import read_yaml
 from scaleout.errors import PackageError
@@ -105,6 +106,8 @@ class Dispatcher:
         self.env_dir = Path(env_dir) if env_dir is not None else default_env_dir()
         self.sink = sink or log_line
         self._environment: Environment | None = None
+        self._running: set[subprocess.Popen[bytes]] = set()  # entry points running now, for stop()
+        self._running_lock = threading.Lock()
 
     @property
     def package_dir(self) -> Path:
@@ -152,7 +155,13 @@ class Dispatcher:
         started = time.monotonic()
         try:
             returncode, tail = stream_process(
-                command, env, self.package_dir, self.sink, timeout=timeout, tail_lines=STDERR_TAIL_LINES
+                command,
+                env,
+                self.package_dir,
+                self.sink,
+                timeout=timeout,
+                tail_lines=STDERR_TAIL_LINES,
+                started=self._track,
             )
         except subprocess.TimeoutExpired as exc:
             raise PackageError(
@@ -164,9 +173,31 @@ class Dispatcher:
                 f"entry point '{entry_point}' could not start '{command[0]}': {exc.strerror or exc}; "
                 f"install it in the package's environment or fix the command in {self.project.file}"
             ) from exc
+        finally:
+            self._untrack()
         if returncode != 0:
             raise PackageError(_failure_message(entry_point, command, returncode, tail))
         return RunResult(entry_point, command, returncode, time.monotonic() - started)
+
+    def stop(self, grace: float = 5.0) -> int:
+        """Stop every entry point running now (SIGTERM, then SIGKILL after ``grace`` s); return how many.
+
+        Entry points run in their own sessions, so a signal to the caller never reaches them: a client
+        shutting down must stop them itself, or a training run would outlive it.
+        """
+        with self._running_lock:
+            running = list(self._running)
+        for process in running:
+            stop_group(process, grace)
+        return len(running)
+
+    def _track(self, process: subprocess.Popen[bytes]) -> None:
+        with self._running_lock:
+            self._running.add(process)
+
+    def _untrack(self) -> None:
+        with self._running_lock:
+            self._running = {p for p in self._running if p.poll() is None}
 
 
 def _failure_message(entry_point: str, command: list[str], returncode: int, tail: list[str]) -> str:

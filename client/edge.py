@@ -99,6 +99,7 @@ class EdgeClient:
         self._queue: asyncio.Queue[tuple[scaleout_pb2.TaskRequest, Link]] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._runner: TaskRunner | None = None
+        self._dispatcher: Dispatcher | None = None
 
     def stop(self) -> None:
         """Ask ``run`` to end: the stream is cancelled and ``run`` returns. Call from the loop's thread."""
@@ -119,7 +120,7 @@ class EdgeClient:
             main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await main
-            self._log_abandoned_entry_point()
+            await asyncio.to_thread(self._stop_entry_points)
             logger.info("client %s stopped", self.client_id)
 
     async def _main(self) -> None:
@@ -165,7 +166,7 @@ class EdgeClient:
 
     async def _prepare(self, package_dir: Path) -> Dispatcher:
         """Load scaleout.yaml, build the package's environment, and run ``startup`` once."""
-        dispatcher = Dispatcher(package_dir, env_dir=self.settings.env_dir)
+        dispatcher = self._dispatcher = Dispatcher(package_dir, env_dir=self.settings.env_dir)
         await run_blocking(dispatcher.environment, name="python-env")
         if dispatcher.has("startup"):
             logger.info("running entry point 'startup'")
@@ -316,12 +317,10 @@ class EdgeClient:
             for sig in signals:
                 loop.remove_signal_handler(sig)
 
-    def _log_abandoned_entry_point(self) -> None:
-        if self._runner is not None and self._runner.running:
-            logger.warning(
-                "entry point '%s' was still running at shutdown; its process finishes on its own",
-                self._runner.running,
-            )
+    def _stop_entry_points(self) -> None:
+        """An entry point still running at shutdown is stopped: it must not outlive its client."""
+        if self._dispatcher is not None and (stopped := self._dispatcher.stop()):
+            logger.warning("stopped %d entry point(s) still running at shutdown", stopped)
 
 
 def _session_end(error: BaseException | None, link: Link) -> SessionEnd:

@@ -36,11 +36,13 @@ def stream_process(
     sink: LineSink,
     timeout: float | None = None,
     tail_lines: int = 20,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> tuple[int, list[str]]:
     """Run ``command``, passing each output line to ``sink``; return (exit code, last stderr lines).
 
     Raises subprocess.TimeoutExpired when ``timeout`` passes, after killing the command's process
-    group (the command runs in its own session so that its children die with it).
+    group (the command runs in its own session so that its children die with it). ``started``
+    receives the process as soon as it runs, so that an owner can stop it (see ``stop_group``).
     """
     tail: deque[str] = deque(maxlen=tail_lines)
     process = subprocess.Popen(
@@ -52,6 +54,8 @@ def stream_process(
         stderr=subprocess.PIPE,
         start_new_session=True,  # so a timeout can kill the command's children too
     )
+    if started is not None:
+        started(process)
     readers = [
         threading.Thread(target=_pump, args=(process.stdout, "stdout", sink, None), daemon=True),
         threading.Thread(target=_pump, args=(process.stderr, "stderr", sink, tail), daemon=True),
@@ -82,3 +86,13 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM the command's process group, then SIGKILL it if it has not exited within ``grace`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)

@@ -2,7 +2,7 @@
 
 ``asyncio.to_thread`` would do, except that its executor is joined when the loop shuts down: a
 client stopped by SIGTERM would then wait for a training run to finish. A daemon thread lets the
-client exit at once; the entry point's process finishes on its own (see ``run_blocking``).
+client exit at once, after stopping the entry point's process itself (``Dispatcher.stop``).
 """
 
 from __future__ import annotations

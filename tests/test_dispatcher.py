@@ -4,8 +4,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from scaleout.client.dispatcher import Dispatcher, load_project
@@ -109,6 +111,46 @@ def test_timeout_stops_the_command_and_says_so(tmp_path):
     package = make_package(tmp_path, {"train": "python slow.py"}, {"slow.py": script})
     with pytest.raises(PackageError, match=r"'train' \(python slow.py\) did not finish within 0.5 s"):
         Dispatcher(package).run("train", timeout=0.5)
+
+
+def test_stop_ends_a_running_entry_point_and_its_children(tmp_path):
+    # train starts a child of its own, as a data loader would; both must go when the client stops.
+    script = """
+    import subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    print(f"child {child.pid}", flush=True)
+    time.sleep(600)
+    """
+    package = make_package(tmp_path, {"train": "python train.py"}, {"train.py": script})
+    started = threading.Event()
+    children: list[int] = []
+
+    def sink(stream: str, line: str) -> None:
+        if line.startswith("child "):
+            children.append(int(line.split()[1]))
+            started.set()
+
+    dispatcher = Dispatcher(package, sink=sink)
+    outcome: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            dispatcher.run("train")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=train)
+    runner.start()
+    assert started.wait(timeout=30), "train never started its child"
+    child = psutil.Process(children[0])
+
+    assert dispatcher.stop(grace=5) == 1
+    runner.join(timeout=10)
+
+    assert not runner.is_alive()
+    assert isinstance(outcome[0], PackageError) and "killed by signal 15" in str(outcome[0])
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert dispatcher.stop() == 0
 
 
 def test_missing_project_file_names_the_path(tmp_path):
