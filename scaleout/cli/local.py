@@ -81,7 +81,7 @@ def local_command(
         min_clients=min_clients,
         validate=validate,
     )
-    with user_errors(), Live(Text("starting"), console=console, refresh_per_second=8) as live:
+    with user_errors(), Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as live:
         federation = LocalFederation(settings, on_status=lambda status: live.update(render_status(status)))
         session_id = asyncio.run(federation.run())
     store = open_statestore(settings.db_uri)
