@@ -108,6 +108,7 @@ class ClientRegistry:
         self._cancel_expiry(state)
         self._set_online(state, True)
         self._mark_dirty(state)
+        self._notify()  # a client online by its heartbeats is now reachable by tasks too
         return queue
 
     def disconnect(self, client_id: str, queue: TaskQueue) -> None:
@@ -117,6 +118,7 @@ class ClientRegistry:
             return
         state.queue = None
         self._set_online(state, False)
+        self._notify()
 
     def heartbeat(self, client_id: str) -> None:
         """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while."""
@@ -162,7 +164,8 @@ class ClientRegistry:
         return True
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """Return once predicate() holds, checked at each online/offline change; TimeoutError at the bound."""
+        """Return once predicate() holds, checked at each change (online, offline, stream opened or
+        closed); TimeoutError at the bound."""
         async with asyncio.timeout(timeout):
             while not predicate():
                 await self._change.wait()
@@ -185,6 +188,10 @@ class ClientRegistry:
             return
         state.online = online
         self._mark_dirty(state)
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every wait_for: swap in a fresh event and set the old one."""
         change, self._change = self._change, asyncio.Event()
         change.set()
 

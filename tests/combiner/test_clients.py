@@ -44,6 +44,21 @@ async def test_heartbeats_keep_a_client_online_until_they_stop(tmp_path):
             await client.close()
 
 
+async def test_a_waiter_wakes_when_a_heartbeating_client_opens_its_task_stream(tmp_path):
+    # Online by its heartbeat first, so opening the stream changes no online status: the registry must
+    # still wake waiters, or a wait for "reachable by tasks" would sleep until its bound.
+    async with running_combiner(tmp_path) as combiner:
+        registry = combiner.registry
+        client = TestClient(address(combiner), "hb")
+        try:
+            await client.heartbeat()
+            assert registry.is_online("hb") and "hb" not in registry.streaming()
+            await client.connect(combiner)  # waits on the registry until the stream is seen
+            assert registry.streaming() == ["hb"]
+        finally:
+            await client.close()
+
+
 async def test_closing_the_task_stream_marks_the_client_offline(tmp_path):
     async with running_combiner(tmp_path) as combiner, clients(combiner, "a", "b") as (a, _b):
         registry = combiner.registry
