@@ -140,5 +140,8 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
     # Imported here: an app given its stores (tests, `scaleout local`) runs the controller it is given.
     from scaleout.controller import Controller, ControllerSettings
 
-    controller_settings = ControllerSettings(combiner_online_window=settings.combiner_online_seconds)
+    # The API's token is the federation's: the combiners require it on Control calls too.
+    controller_settings = ControllerSettings(
+        combiner_online_window=settings.combiner_online_seconds, token=settings.token
+    )
     return Controller(statestore, repository, controller_settings)

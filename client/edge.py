@@ -12,7 +12,8 @@ Life of a client (``EdgeClient.run``):
    every ``heartbeat_interval``, and run the tasks that arrive one at a time (``tasks``).
 5. When the connection breaks, reconnect with backoff and jitter; after ``reconnect_attempts``
    failures in a row, or at once when the combiner says it does not know this client, ask the API
-   for a new assignment. SIGINT/SIGTERM cancel the stream and end ``run`` normally.
+   for a new assignment. A combiner that refuses the token (UNAUTHENTICATED) ends ``run`` with an
+   error: no retry can fix a wrong token. SIGINT/SIGTERM cancel the stream and end ``run`` normally.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
 from scaleout.errors import PackageError, ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
+from scaleout.proto.auth import token_interceptors
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ GONE_CODES = frozenset(
     {
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.UNIMPLEMENTED,
@@ -75,6 +76,10 @@ GONE_CODES = frozenset(
 
 class ConnectionLost(ScaleoutError):
     """The task stream to the combiner ended or stopped answering."""
+
+
+class Unauthenticated(ScaleoutError):
+    """The combiner refused this client's token: no retry or other combiner can fix that, so it stops."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,10 @@ class EdgeClient:
 
     async def _session(self, assignment: Assignment) -> SessionEnd:
         """One connection: the task stream and the heartbeats, until either fails."""
-        channel = grpc.aio.insecure_channel(assignment.address, options=CHANNEL_OPTIONS)
+        # The token rides on every call of this channel (TaskStream, heartbeats, model transfers).
+        channel = grpc.aio.insecure_channel(
+            assignment.address, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self.settings.token)
+        )
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),
             scaleout_pb2_grpc.ModelServiceStub(channel),
@@ -237,7 +245,7 @@ class EdgeClient:
         parts = [asyncio.create_task(self._receive(call, link)), asyncio.create_task(self._heartbeat(link))]
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
-            return _session_end(next(iter(done)).exception(), link)
+            return _session_end(next(iter(done)).exception(), link, assignment)
         finally:
             link.closed = True
             for part in parts:
@@ -266,6 +274,8 @@ class EdgeClient:
             try:
                 await link.combiner.SendHeartbeat(beat, timeout=HEARTBEAT_DEADLINE)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise
                 if exc.code() in UNREACHABLE_CODES:
                     misses += 1
                     if answers == 0 or misses >= HEARTBEAT_MISSES:
@@ -323,7 +333,11 @@ class EdgeClient:
             logger.warning("stopped %d entry point(s) still running at shutdown", stopped)
 
 
-def _session_end(error: BaseException | None, link: Link) -> SessionEnd:
+def _session_end(error: BaseException | None, link: Link, assignment: Assignment) -> SessionEnd:
+    if isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAUTHENTICATED:
+        raise Unauthenticated(
+            f"combiner {assignment.combiner} at {assignment.address} refused this client: {error.details()}"
+        ) from error
     if isinstance(error, grpc.aio.AioRpcError):
         return SessionEnd(_rpc_error(error), link.established, gone=error.code() in GONE_CODES)
     if isinstance(error, ConnectionLost):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import grpc
 
+from scaleout.combiner.auth import TokenAuthInterceptor
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
 from scaleout.combiner.malloc import limit_malloc_arenas
@@ -81,7 +82,8 @@ class Combiner:
 
     async def start(self) -> None:
         """Bind, serve, and register; ``self.port`` is the bound port (settings.port 0 picks a free one)."""
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = [TokenAuthInterceptor(self.settings.token)] if self.settings.token else []
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
         rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
         rpc.add_ControlServicer_to_server(

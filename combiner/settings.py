@@ -24,6 +24,8 @@ class CombinerSettings:
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB
     s3_credentials: S3Credentials | None = None
+    # The shared token (the API's): when set, every RPC must carry `authorization: Bearer <token>`.
+    token: str | None = None
     # Client records are rewritten on heartbeats at most this often (connects/disconnects always).
     client_write_interval: float = 5.0
 

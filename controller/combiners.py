@@ -16,6 +16,7 @@ import grpc
 from scaleout.controller.settings import ControllerSettings
 from scaleout.errors import RoundFailed
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
+from scaleout.proto.auth import token_interceptors
 from scaleout.store.entities import Combiner, NodeStatus, utcnow
 from scaleout.store.statestore import Statestore
 
@@ -36,7 +37,8 @@ def combiner_target(combiner: Combiner) -> str:
 class CombinerChannels:
     """One grpc.aio channel per combiner address, reused across rounds (HTTP/2 reconnects by itself)."""
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, token: str | None = None) -> None:
+        self._interceptors = token_interceptors(token)
         self._options = [
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.max_receive_message_length", max_message_size),
@@ -48,7 +50,9 @@ class CombinerChannels:
         target = combiner_target(combiner)
         channel = self._channels.get(target)
         if channel is None:
-            channel = grpc.aio.insecure_channel(target, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                target, options=self._options, interceptors=self._interceptors
+            )
             self._channels[target] = channel
         return scaleout_pb2_grpc.ControlStub(channel)
 

@@ -26,6 +26,8 @@ class ControllerSettings:
     retry_delay_max: float = 30.0
     # Where the reduce spools models; None means the system's temp directory.
     work_dir: str | None = None
+    # The federation's shared token (the API's), sent on every Control call; None for open combiners.
+    token: str | None = None
 
     def retry_backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` + 1 of a failed round."""

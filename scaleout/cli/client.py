@@ -52,7 +52,11 @@ def client_group() -> None:
     help="Folder for the id, the package and task files [default: .scaleout/clients/<client-id>, "
     "or .scaleout/client without --client-id]. One client per work dir.",
 )
-@click.option("--token", envvar="SCALEOUT_API_TOKEN", help="API token, sent as 'Authorization: Bearer'.")
+@click.option(
+    "--token",
+    envvar="SCALEOUT_API_TOKEN",
+    help="The federation's token, sent as 'Authorization: Bearer' to the API and the combiner.",
+)
 @click.option(
     "--heartbeat-interval",
     envvar="SCALEOUT_HEARTBEAT_INTERVAL",

@@ -85,6 +85,12 @@ def combiner_group() -> None:
     show_default=True,
     help="Largest model update accepted, in bytes.",
 )
+@click.option(
+    "--token",
+    envvar="SCALEOUT_API_TOKEN",
+    help="Require 'authorization: Bearer <token>' on every gRPC call (env SCALEOUT_API_TOKEN, the "
+    "same variable as `scaleout api start --token`, so one setting secures the federation).",
+)
 @log_level_option
 def start(
     host: str,
@@ -97,6 +103,7 @@ def start(
     registry_interval: float,
     work_dir: Path | None,
     max_model_size: int,
+    token: str | None,
     log_level: str,
 ) -> None:
     """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline."""
@@ -120,6 +127,7 @@ def start(
             work_dir=work_dir or Path(".scaleout") / "combiner" / name,
             max_model_size=max_model_size,
             s3_credentials=S3Credentials.from_env(os.environ),
+            token=token or None,
         )
         try:
             asyncio.run(serve(settings))
@@ -143,16 +151,23 @@ def start(
     show_default=True,
     help="Seconds to wait for the answer.",
 )
-def health(host: str, port: int, timeout: float) -> None:
+@click.option(
+    "--token",
+    envvar="SCALEOUT_API_TOKEN",
+    help="The combiner's token, if it was started with one (env SCALEOUT_API_TOKEN).",
+)
+def health(host: str, port: int, timeout: float, token: str | None) -> None:
     """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""
     import grpc
 
     from scaleout.proto import scaleout_pb2 as pb
     from scaleout.proto import scaleout_pb2_grpc as rpc
+    from scaleout.proto.auth import AUTHORIZATION, bearer_value
 
+    metadata = [(AUTHORIZATION, bearer_value(token))] if token else None
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         try:
-            info = rpc.ControlStub(channel).Info(pb.CombinerInfoRequest(), timeout=timeout)
+            info = rpc.ControlStub(channel).Info(pb.CombinerInfoRequest(), timeout=timeout, metadata=metadata)
         except grpc.RpcError as error:
             click.echo(
                 f"combiner at {host}:{port} is not healthy: {error.code().name}: {error.details()}", err=True

@@ -88,7 +88,9 @@ class Federation:
 
     @property
     def api(self) -> APIClient:
-        return APIClient("127.0.0.1", self.api_port)
+        # SCALEOUT_API_TOKEN in env reaches every process spawned (api, combiners, clients); the test's
+        # APIClient uses it too.
+        return APIClient("127.0.0.1", self.api_port, token=self.env.get("SCALEOUT_API_TOKEN"))
 
     def _spawn(
         self,

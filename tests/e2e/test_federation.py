@@ -2,19 +2,25 @@
 driven through the public APIClient. The global models are checked to 1e-6 against numpy."""
 
 import io
+import os
 import signal
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
 from scaleout.api.client import APIError
+from scaleout.combiner.auth import TOKEN_HELP
+from scaleout.proto import scaleout_pb2 as pb
+from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleoututil.helpers.helpers import get_helper
-from tests.e2e.federation import Federation, federation, make_package, wait_until
+from tests.e2e.federation import SCALEOUT, Federation, federation, free_port, make_package, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -289,3 +295,42 @@ def test_a_package_with_parent_paths_is_refused_and_nothing_is_written(fed: Fede
     assert refused.value.status_code == 422 and "../evil" in str(refused.value)
     assert fed.api.get_packages()["count"] == 0
     assert not (fed.root.parent / "evil").exists()
+
+
+def test_a_federation_sharing_a_token_runs_and_a_client_with_a_wrong_token_never_joins(
+    tmp_path: Path,
+) -> None:
+    token = "federation-secret"
+    env = {**ENV, "SCALEOUT_API_TOKEN": token}  # one setting for the api, the combiner and the clients
+    db, models = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models"
+    with federation(tmp_path, db, models, env) as fed:
+        seeded(fed)
+        port = free_port()
+        fed.start_combiner(port=port)
+
+        intruder = fed.start_client("intruder", extra_env={"SCALEOUT_API_TOKEN": "guess"})
+        assert intruder.popen.wait(60) == 1, intruder.log()
+        assert "SCALEOUT_API_TOKEN" in intruder.log()
+        del fed.processes["intruder"]  # its exit is the outcome under test, not a failure of the federation
+
+        # Around the API, straight at the combiner: refused with the message naming the fix.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stream = rpc.CombinerClientStub(channel).TaskStream(
+                pb.ClientAvailableMessage(client_id="intruder")
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                next(stream)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert refused.value.details() == TOKEN_HELP
+        health = [SCALEOUT, "combiner", "health", "--port", str(port)]
+        no_token = {k: v for k, v in os.environ.items() if k != "SCALEOUT_API_TOKEN"}
+        assert subprocess.run(health, env=no_token, capture_output=True).returncode == 1
+        assert subprocess.run([*health, "--token", token], env=no_token, capture_output=True).returncode == 0
+
+        start_clients(fed, [{"E2E_K": "1", "E2E_N": "10"}])
+        session = run_session(fed, rounds=1, validate=False, min_clients=1)
+
+        assert session["status"] == "Finished", session
+        (round_,) = rounds_of(fed, session["id"])
+        assert_model_is_seed_plus(fed, round_["model_id"], 1.0)
+        assert "intruder" not in {c["id"] for c in fed.api.get_clients()["result"]}
