@@ -14,6 +14,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Only what the distribution is built from (pyproject.toml maps these folders into `scaleout`).
 COPY pyproject.toml README.md ./
+# The pins `make test` ran with on this Python (constraints/, rewritten by `make lock`).
+COPY constraints/py3.11.txt ./constraints.txt
 COPY scaleout ./scaleout
 COPY scaleoututil ./scaleoututil
 COPY proto ./proto
@@ -23,7 +25,7 @@ COPY client ./client
 COPY api ./api
 COPY store ./store
 # Non-editable: the venv holds the installed project, not a link back to /src.
-RUN pip install ".[examples]" \
+RUN pip install -c constraints.txt ".[examples]" \
     && if [ -n "$EXTRA_PIP_PACKAGES" ]; then pip install $EXTRA_PIP_PACKAGES; fi
 
 FROM ${PYTHON_IMAGE} AS runtime

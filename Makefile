@@ -1,30 +1,68 @@
 # scaleout-edge: everything a fresh machine needs is installed from PyPI by these targets.
+#
+#   make test                     the whole suite on the default python3 (venv .venv)
+#   make test PYTHON=python3.12   the same on another supported Python (venv .venv-3.12)
+#   make e2e PYTHON=python3.13    a quick end-to-end federation on that Python
+#   SCALEOUT_TEST_MONGO_URI=mongodb://localhost:27017 make test   tests against a real MongoDB
 PYTHON       ?= python3
-VENV         := .venv
+SUPPORTED    := 3.11 3.12 3.13
+# The interpreter behind PYTHON: `python3.12` also finds pyenv's 3.12 when its shim is not enabled.
+PY_WANTED    := $(patsubst python%,%,$(filter python3.%,$(notdir $(PYTHON))))
+PYTHON_EXE   := $(shell tools/find-python $(or $(PY_WANTED),--at-least 3.11) $(PYTHON))
+PY_VERSION   := $(if $(PYTHON_EXE),$(shell $(PYTHON_EXE) -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
+# The default Python keeps the venv every README command names; others get one each.
+VENV         := $(if $(filter file,$(origin PYTHON)),.venv,.venv-$(PY_VERSION))
 BIN          := $(VENV)/bin
+# Pins of what was tested, per Python (`make lock` rewrites them); a changed pin reinstalls the venv.
+CONSTRAINTS  := constraints/py$(PY_VERSION).txt
 # The test MongoDB-wire-compatible server (mongoeco) needs Python >= 3.13; it gets its own venv.
-MONGO_PYTHON ?= PYENV_VERSION=3.13.0 python3
+# MONGO_PYTHON names an interpreter to try first; tools/find-python also looks for python3.13/3.14,
+# pyenv's 3.13.x and `uv python find`. With SCALEOUT_TEST_MONGO_URI set no such venv is needed.
+MONGO_PYTHON ?=
 MONGO_VENV   := .venv-mongo
+MONGO_SERVER := $(if $(SCALEOUT_TEST_MONGO_URI),,$(MONGO_VENV)/.installed)
+MONGO_ENV    := $(if $(SCALEOUT_TEST_MONGO_URI),,SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python)
+define MONGO_HELP
+make: the tests need a MongoDB-wire-compatible server and none can be provided:
+  the test server (mongoeco) needs Python 3.13 or newer, and none was found
+  (tried MONGO_PYTHON, python3.13, python3.14, pyenv's 3.13.x, uv).
+Either
+  - install Python 3.13 (e.g. `pyenv install 3.13`, `uv python install 3.13`, or your system's
+    python3.13 package) and run make again (or name it: make test MONGO_PYTHON=/path/to/python3.13), or
+  - point the tests at a MongoDB you run: SCALEOUT_TEST_MONGO_URI=mongodb://localhost:27017 make test
+    (e.g. after `docker run -d -p 27017:27017 mongo:7`).
+endef
+export MONGO_HELP
 
-.PHONY: install test demo proto bench lint clean docker-compose
+.PHONY: install test e2e demo proto bench lint lock clean docker-compose python
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+python:
+	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
+	@case " $(SUPPORTED) " in *" $(PY_VERSION) "*) ;; *) echo "make: $(PYTHON_EXE) is Python $(PY_VERSION); supported: $(SUPPORTED)" >&2; exit 2;; esac
+
+$(BIN)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS)) | python
+	$(PYTHON_EXE) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS)) -e '.[test]'
 	touch $@
 
-$(MONGO_VENV)/.installed:
-	$(MONGO_PYTHON) -m venv $(MONGO_VENV)
-	$(MONGO_VENV)/bin/pip install --quiet 'mongoeco[wire]'
+$(MONGO_VENV)/.installed: $(wildcard constraints/mongo.txt)
+	@python="$$(tools/find-python --at-least 3.13 $(MONGO_PYTHON))" || { echo "$$MONGO_HELP" >&2; exit 2; }; \
+	echo "$$python -m venv $(MONGO_VENV)"; "$$python" -m venv $(MONGO_VENV)
+	$(MONGO_VENV)/bin/pip install --quiet $(if $(wildcard constraints/mongo.txt),-c constraints/mongo.txt) 'mongoeco[wire]'
 	touch $@
 
 install: $(BIN)/.installed
 
-test: $(BIN)/.installed $(MONGO_VENV)/.installed docker-compose
+test: $(BIN)/.installed $(MONGO_SERVER) docker-compose
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/pytest
+	$(MONGO_ENV) $(BIN)/pytest
+
+# One federation end to end on this Python, over SQLite + files and over MongoDB + S3: what CI runs on
+# each supported Python besides the default one.
+e2e: $(BIN)/.installed $(MONGO_SERVER)
+	$(MONGO_ENV) $(BIN)/pytest -p no:cacheprovider tests/e2e/test_mnist_session.py tests/test_proto.py
 
 # Debian's docker-compose 1.29 validates docker-compose.yaml without a Docker engine (tests/compose/).
 # Installed only when missing; CI runs as root.
@@ -40,12 +78,19 @@ demo: $(BIN)/.installed
 proto: $(BIN)/.installed
 	$(BIN)/python -m scaleout.proto.generate
 
-bench: $(BIN)/.installed $(MONGO_VENV)/.installed
-	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/python benchmarks/store_bench.py
+bench: $(BIN)/.installed $(MONGO_SERVER)
+	$(MONGO_ENV) $(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/round_bench.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
+# Rewrite the pins from what is installed now (after a `make install` without pins, or an upgrade).
+lock: $(BIN)/.installed $(MONGO_SERVER)
+	@mkdir -p constraints
+	$(BIN)/pip freeze --exclude-editable --exclude scaleout-edge > $(CONSTRAINTS)
+	$(if $(MONGO_SERVER),$(MONGO_VENV)/bin/pip freeze > constraints/mongo.txt)
+	@touch $(BIN)/.installed $(MONGO_SERVER)
+
 clean:
-	rm -rf $(VENV) $(MONGO_VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf .venv .venv-3.* $(MONGO_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -18,7 +18,16 @@ def test_the_builder_copies_every_folder_the_distribution_is_built_from() -> Non
     builder = _stages()[0]
     copied = {m.group(1) for m in re.finditer(r"^COPY\s+(\S+)\s+\./\1\s*$", builder, re.MULTILINE)}
     assert folders <= copied, f"not copied into the builder: {sorted(folders - copied)}"
-    assert re.search(r'pip install "\.\[examples\]"', builder)  # non-editable, with the examples' needs
+    assert re.search(r'pip install -c constraints.txt "\.\[examples\]"', builder)  # non-editable, pinned
+
+
+def test_the_image_installs_the_pins_of_its_python() -> None:
+    builder = _stages()[0]
+    python = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert python, "the Dockerfile names its Python image"
+    pins = f"constraints/py{python.group(1)}.txt"
+    assert f"COPY {pins} ./constraints.txt" in builder
+    assert (REPO / pins).is_file(), f"{pins} is missing: run `make lock`"
 
 
 def test_the_runtime_stage_runs_scaleout_as_uid_10001() -> None:
