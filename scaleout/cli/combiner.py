@@ -192,7 +192,8 @@ def start(
 @click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
-    help="The combiner's token, if it was started with one (env SCALEOUT_API_TOKEN).",
+    help="The admin token (env SCALEOUT_API_TOKEN), or the controller token of a combiner given only "
+    "that, if the combiner requires credentials.",
 )
 def health(host: str, port: int, timeout: float, token: str | None) -> None:
     """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""
