@@ -2,6 +2,8 @@
 
 Life of a client (``EdgeClient.run``):
 
+0. Its credential (``credential``): ``--token``, else one kept from an earlier enrollment, else one
+   obtained now with ``--enroll-secret``; a client credential also fixes the client id.
 1. ``POST /api/v1/clients/add`` until the API assigns a combiner (it answers "not yet" while no
    package is active or no combiner is online; see ``assignment``).
 2. The compute package: ``--local-package`` as is, or the active one downloaded, checked and
