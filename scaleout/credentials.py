@@ -144,7 +144,9 @@ class Authenticator:
                 return True, principal
         entry = self._cache.get(token)
         if entry is not None and entry.until > time.monotonic():
-            return True, entry.principal
+            # A lookup that raced a revocation may have cached the credential as still valid.
+            revoked = entry.principal is not None and entry.principal.credential_id in self.revoked
+            return True, None if revoked else entry.principal
         if credential_id_of(token) is None or self._statestore is None:
             return True, None
         return False, None
