@@ -200,7 +200,7 @@ async def test_an_upload_under_another_client_id_is_refused_before_a_byte_is_spo
                     metadata=(("model-id", "f" * 32), ("client-id", "b")),
                     timeout=WAIT,
                 )
-        assert combiner.spool.claim("f" * 32) is None
+        assert combiner.spool.claim("f" * 32, "a") is None
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert (
         refused.value.details()
@@ -220,8 +220,12 @@ async def test_an_update_uploaded_by_one_client_cannot_be_claimed_by_another(tmp
             task_a, task_b = await a.next_task(), await b.next_task()
             update_of_a = await a.upload(npz_bytes(SEED))
             answer = await b.send_update(task_b, update_of_a, {"num_examples": 5})
-            assert answer == f"rejected: update {update_of_a} was uploaded by client a"
-            assert await a.train(task_a, SEED, 3) == "accepted"
+            assert answer == (
+                f"rejected: model_update_id {update_of_a!r} is unknown: no upload with that id from client b "
+                "(Upload the update with call metadata model-id and client-id first)"
+            )
+            # Still a's: b naming it neither took it nor deleted it.
+            assert await a.send_update(task_a, update_of_a, {"num_examples": 3}) == "accepted"
             result = await asyncio.wait_for(round_task, WAIT)
     assert [(c.client_id, c.num_examples) for c in result.clients] == [("a", 3)]
 
