@@ -49,6 +49,12 @@ def _templates() -> list[tuple[re.Pattern[str], str]]:
     return [(compile_path(t)[0], t) for t in templates]
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the root_path a proxy's prefix is served under."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def matched_rule(method: str, path: str) -> tuple[str, Rule | None]:
     """The table's template and rule for this request; (path, None) when no listed route matches.
 
@@ -89,7 +95,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        template, rule = matched_rule(method, scope["path"])
+        template, rule = matched_rule(method, route_path(scope))
         if rule is not None and (rule.public or (rule.docs and self.public_docs)):
             await self.app(scope, receive, send)
             return
