@@ -121,8 +121,9 @@ def revoke_enrollment(remote: Remote, enrollment_id: str) -> None:
 
 
 def _print_secret(issued: dict[str, Any], key: str, usage: str) -> None:
+    name = f" ({issued['name']})" if issued.get("name") else ""
     who = f" for client {issued['client_id']}" if issued.get("client_id") else ""
-    click.echo(f"created {issued['id']} ({issued['name']}){who}; shown only now, store it safely:", err=True)
+    click.echo(f"created {issued['id']}{name}{who}; shown only now, store it safely:", err=True)
     click.echo(issued[key])
     click.echo(f"use it with: {usage} <{key}>", err=True)
 
