@@ -135,7 +135,12 @@ class EdgeClient:
     async def _main(self) -> None:
         settings = self.settings
         self._token = await obtain_token(
-            settings.api_url, self.work_dir, settings.token, settings.enroll_secret, self.name, self._backoff
+            settings.api_url,
+            self.work_dir,
+            settings.token,
+            settings.enroll_secret,
+            settings.name or "",
+            self._backoff,
         )
         async with open_api(settings.api_url, self._token) as api:
             if self._token:
