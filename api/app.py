@@ -12,17 +12,19 @@ from fastapi.responses import JSONResponse
 from scaleout import __version__
 from scaleout.api import (
     routes_clients,
+    routes_credentials,
     routes_dashboard,
     routes_health,
     routes_models,
     routes_packages,
     routes_sessions,
 )
-from scaleout.api.auth import API_PREFIX, TokenAuthMiddleware, bearer_scheme
+from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
 from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
+from scaleout.credentials import Authenticator, controller_token
 from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
 from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
 from scaleout.store.repository import ModelRepository
@@ -74,6 +76,7 @@ def create_app(
     app.state.statestore = statestore
     app.state.repository = repository
     app.state.controller = controller
+    app.state.authenticator = None  # made by the lifespan, over the statestore it opens or was given
     app.state.owns_stores = statestore is None
     app.state.session_lock = threading.Lock()
     _add_routes(app)
@@ -81,7 +84,7 @@ def create_app(
     # Outermost first: auth is checked before the body limit reads anything.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.token:
-        app.add_middleware(TokenAuthMiddleware, token=settings.token)
+        app.add_middleware(AuthMiddleware, public_docs=settings.public_docs)
     return app
 
 
@@ -93,6 +96,7 @@ def _add_routes(app: FastAPI) -> None:
         routes_sessions.router,
         routes_packages.router,
         routes_models.router,
+        routes_credentials.router,  # before the clients entity routes, which would take /clients/tokens
         routes_clients.router,
     ):
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
@@ -119,6 +123,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         if state.owns_stores:
             await _open_stores(app, stack)
+        settings: ApiSettings = state.settings
+        state.authenticator = Authenticator(
+            state.statestore,
+            settings.token,
+            controller_token(settings.token, settings.controller_token),
+            settings.credential_cache_seconds,
+        )
         if state.controller is not None:
             await state.controller.start()
             stack.push_async_callback(state.controller.close)
@@ -140,8 +151,9 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
     # Imported here: an app given its stores (tests, `scaleout local`) runs the controller it is given.
     from scaleout.controller import Controller, ControllerSettings
 
-    # The API's token is the federation's: the combiners require it on Control calls too.
+    # The combiners take Control calls only with the controller's service token.
     controller_settings = ControllerSettings(
-        combiner_online_window=settings.combiner_online_seconds, token=settings.token
+        combiner_online_window=settings.combiner_online_seconds,
+        token=controller_token(settings.token, settings.controller_token),
     )
     return Controller(statestore, repository, controller_settings)

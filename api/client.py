@@ -293,5 +293,38 @@ class APIClient:
         response = self._request("POST", "/clients/add", json=body)
         return response.status_code, response.json()
 
+    # ----- credentials (admin)
+    def create_client_token(self, name: str, client_id: str | None = None) -> dict[str, Any]:
+        """Issue a client credential; the answer's ``token`` is shown only this once."""
+        body = {"name": name, **({"client_id": client_id} if client_id else {})}
+        return self._request("POST", "/clients/tokens", json=body).json()
+
+    def get_client_tokens(self) -> dict[str, Any]:
+        """Every client credential (never its secret): ``{"count", "result"}``."""
+        return self._get("/clients/tokens")
+
+    def revoke_client_token(self, id: str) -> dict[str, Any]:
+        """Revoke a client credential; its client is disconnected within seconds."""
+        return self._request("DELETE", f"/clients/tokens/{id}").json()
+
+    def create_enrollment(self, name: str = "", uses: int = 1, expires_in: float = 86400.0) -> dict[str, Any]:
+        """Issue an enrollment secret for ``uses`` clients, valid ``expires_in`` seconds (``secret`` once)."""
+        body = {"name": name, "uses": uses, "expires_in": expires_in}
+        return self._request("POST", "/clients/enrollments", json=body).json()
+
+    def get_enrollments(self) -> dict[str, Any]:
+        return self._get("/clients/enrollments")
+
+    def revoke_enrollment(self, id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/clients/enrollments/{id}").json()
+
+    def enroll(self, secret: str, name: str = "") -> dict[str, Any]:
+        """Exchange an enrollment secret for a client credential of one's own (needs no token)."""
+        return self._request("POST", "/clients/enroll", json={"secret": secret, "name": name}).json()
+
+    def whoami(self) -> dict[str, Any]:
+        """The caller's role and, for a client credential, its client id."""
+        return self._get("/clients/me")
+
 
 __all__ = ["APIClient", "APIError", "SessionTimeout"]

@@ -5,7 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from scaleout.api.auth import OPEN_MODE
 from scaleout.api.settings import ApiSettings
+from scaleout.credentials import Authenticator
+from scaleout.roles import Principal
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import Statestore
 
@@ -32,9 +35,20 @@ def session_lock(request: Request) -> threading.Lock:
     return request.app.state.session_lock
 
 
+def principal(request: Request) -> Principal:
+    """Who is calling: set by the auth middleware; without auth (open mode) an admin."""
+    return request.scope.get("state", {}).get("principal", OPEN_MODE)
+
+
+def authenticator(request: Request) -> Authenticator | None:
+    return request.app.state.authenticator
+
+
 # Annotated dependencies, so endpoint signatures stay short and carry no calls in their defaults.
 StatestoreDep = Annotated[Statestore, Depends(statestore)]
 RepositoryDep = Annotated[ModelRepository, Depends(repository)]
 SettingsDep = Annotated[ApiSettings, Depends(settings)]
 ControllerDep = Annotated[Any | None, Depends(controller)]
 SessionLockDep = Annotated[threading.Lock, Depends(session_lock)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
+AuthenticatorDep = Annotated[Authenticator | None, Depends(authenticator)]

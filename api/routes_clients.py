@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaleout.api import deps
+from scaleout.api.auth import require_own_client
 from scaleout.errors import NotFound
 from scaleout.store.entities import Client, Combiner, NodeStatus, utcnow
 from scaleout.store.statestore import Statestore
@@ -88,7 +89,9 @@ def add_client(
     body: ClientAddRequest,
     store: deps.StatestoreDep,
     settings: deps.SettingsDep,
+    caller: deps.PrincipalDep,
 ) -> Any:
+    require_own_client(caller, body.client_id)
     try:
         helper = store.packages.active().helper
     except NotFound:

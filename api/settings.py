@@ -17,7 +17,14 @@ class ApiSettings:
     db_uri: str = DEFAULT_STATESTORE_URI
     models_uri: str = DEFAULT_MODEL_REPOSITORY_URI
     s3_credentials: S3Credentials | None = None
+    # The admin token: with it set, every route follows scaleout/roles.py; without it all are open.
     token: str | None = None
+    # The controller's service token on the combiners; None derives it from the admin token.
+    controller_token: str | None = None
+    # /docs, /redoc and /openapi.json without a token even when the API has one.
+    public_docs: bool = False
+    # How long a client credential's check is cached: a revocation takes effect within this.
+    credential_cache_seconds: float = 5.0
     max_upload_bytes: int = GIB
     # A combiner heartbeats every registry interval (5 s); three missed ones mean it is gone.
     combiner_online_seconds: float = 15.0

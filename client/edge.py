@@ -2,6 +2,8 @@
 
 Life of a client (``EdgeClient.run``):
 
+0. Its credential (``credential``): ``--token``, else one kept from an earlier enrollment, else one
+   obtained now with ``--enroll-secret``; a client credential also fixes the client id.
 1. ``POST /api/v1/clients/add`` until the API assigns a combiner (it answers "not yet" while no
    package is active or no combiner is online; see ``assignment``).
 2. The compute package: ``--local-package`` as is, or the active one downloaded, checked and
@@ -34,10 +36,11 @@ import httpx
 
 from scaleout.client.assignment import Assignment, request_assignment
 from scaleout.client.backoff import Backoff
+from scaleout.client.credential import CREDENTIAL_FILE, bound_client_id, obtain_token
 from scaleout.client.dispatcher import Dispatcher
 from scaleout.client.package_download import fetch_package
 from scaleout.client.rest import open_api
-from scaleout.client.settings import ClientSettings, resolve_client_id
+from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_client_id
 from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
 from scaleout.errors import PackageError, ScaleoutError
@@ -105,6 +108,7 @@ class EdgeClient:
         self._stop = asyncio.Event()
         self._runner: TaskRunner | None = None
         self._dispatcher: Dispatcher | None = None
+        self._token = settings.token
 
     def stop(self) -> None:
         """Ask ``run`` to end: the stream is cancelled and ``run`` returns. Call from the loop's thread."""
@@ -129,7 +133,18 @@ class EdgeClient:
             logger.info("client %s stopped", self.client_id)
 
     async def _main(self) -> None:
-        async with open_api(self.settings.api_url, self.settings.token) as api:
+        settings = self.settings
+        self._token = await obtain_token(
+            settings.api_url,
+            self.work_dir,
+            settings.token,
+            settings.enroll_secret,
+            settings.name or "",
+            self._backoff,
+        )
+        async with open_api(settings.api_url, self._token) as api:
+            if self._token:
+                await self._adopt_identity(api)
             assignment = await self._assign(api)
             package_dir = await self._package(api)
             dispatcher = await self._prepare(package_dir)
@@ -152,6 +167,21 @@ class EdgeClient:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+
+    async def _adopt_identity(self, api: httpx.AsyncClient) -> None:
+        """A client credential acts as one client id: use it (and keep it in the work dir)."""
+        bound = await bound_client_id(api, self._backoff, self.work_dir / CREDENTIAL_FILE)
+        if bound is None or bound == self.client_id:
+            return
+        if self.settings.client_id:
+            raise ScaleoutError(
+                f"--client-id is {self.settings.client_id} but the credential belongs to client {bound}; "
+                "start the client without --client-id"
+            )
+        self.client_id = bound
+        self.name = self.settings.name or f"client-{bound[:8]}"
+        (self.work_dir / CLIENT_ID_FILE).write_text(bound + "\n", encoding="utf-8")
+        logger.info("client id %s, from the credential", bound)
 
     async def _assign(self, api: httpx.AsyncClient) -> Assignment:
         package = "local" if self.settings.local_package else "remote"
@@ -229,7 +259,7 @@ class EdgeClient:
         """One connection: the task stream and the heartbeats, until either fails."""
         # The token rides on every call of this channel (TaskStream, heartbeats, model transfers).
         channel = grpc.aio.insecure_channel(
-            assignment.address, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self.settings.token)
+            assignment.address, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self._token)
         )
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),

@@ -35,6 +35,8 @@ class ClientSettings:
     client_id: str | None = None
     local_package: Path | None = None
     token: str | None = None
+    # Without a token: exchanged once for a credential of this client's own, kept in the work dir.
+    enroll_secret: str | None = None
     heartbeat_interval: float = 10.0
     env_dir: Path | None = None
     assign_timeout: float | None = None

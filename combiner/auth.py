@@ -1,31 +1,79 @@
-"""Optional shared-token auth for the combiner's gRPC services (CombinerClient, ModelService, Control).
+"""Roles on the combiner's gRPC services (CombinerClient, ModelService, Control), by scaleout.roles.
 
-The token is the API's (``SCALEOUT_API_TOKEN``), so one setting secures the whole federation. It is
-checked in a server interceptor, before any servicer runs: a refused TaskStream never registers a
-client, a refused Upload never spools a byte.
+Checked in a server interceptor, before any servicer runs: a refused TaskStream never registers a
+client, a refused Upload never spools a byte. Per call: the bearer token is looked up (a cached dict
+entry; the statestore only on a miss, off the event loop), the method's rule is read from the one
+table, a client's rate limit is taken, and a client is held to its own client id — in the request's
+``client_id`` (wrapped handler) or, for Upload, the ``client-id`` metadata that names the spooled update.
+
+Revocation: ``RevocationWatcher`` asks the statestore every few seconds for client credentials revoked
+lately, drops them from the cache and ends their clients' task streams with UNAUTHENTICATED.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import grpc
 
-from scaleout.proto.auth import AUTHORIZATION, bearer_value
+from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.ratelimit import RateLimiter
+from scaleout.credentials import Authenticator
+from scaleout.proto.auth import AUTHORIZATION
+from scaleout.roles import RPC_RULES, Principal, Role, Rule, allowed_roles
+from scaleout.store.entities import CredentialKind, utcnow
+from scaleout.store.statestore import Statestore
+
+log = logging.getLogger(__name__)
 
 TOKEN_HELP = (
-    "missing or wrong token: start the client with --token / SCALEOUT_API_TOKEN equal to the combiner's"
+    "missing, wrong or revoked token: start the client with its client credential (--token, issued by "
+    "`scaleout client token create`) or the federation's token (--token / SCALEOUT_API_TOKEN)"
 )
+REVOKED = "this client's credential was revoked; ask an operator for a new one"
+# Revocation times come from the API's clock; looking this far back covers clocks that disagree.
+CLOCK_MARGIN = timedelta(minutes=10)
+
+Metadata = Sequence[tuple[str, str | bytes]]
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse every RPC whose metadata lacks ``authorization: Bearer <token>`` with UNAUTHENTICATED."""
+def _metadata_value(metadata: Metadata | None, key: str) -> str:
+    for name, value in metadata or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
 
-    def __init__(self, token: str) -> None:
-        self._expected = bearer_value(token).encode()
-        self._refuse = _refusals()
+
+def bearer_token(metadata: Metadata | None) -> str:
+    scheme, _, token = _metadata_value(metadata, AUTHORIZATION).partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def not_allowed(rule: Rule | None, principal: Principal, method: str) -> str:
+    if rule is None:
+        return f"{method} is not in the access table (scaleout/roles.py RPC_RULES), so nobody may call it"
+    return f"a {principal.role} credential may not call {method}; only {allowed_roles(rule)} may"
+
+
+def other_client(principal: Principal, given: str) -> str:
+    return (
+        f"this client credential belongs to client {principal.client_id!r}; it may not act as client "
+        f"{given[:200]!r}"
+    )
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """UNAUTHENTICATED without a known token, PERMISSION_DENIED outside the role's rules or the client's
+    own id, RESOURCE_EXHAUSTED past the client's rate limit."""
+
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter | None) -> None:
+        self._auth = authenticator
+        self._limiter = limiter
 
     async def intercept_service(
         self,
@@ -33,47 +81,146 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        given = next((v for k, v in details.invocation_metadata or () if k == AUTHORIZATION), "")
-        given_bytes = given.encode() if isinstance(given, str) else given
         # An unknown method (handler None) is left to gRPC's UNIMPLEMENTED: it reveals nothing.
-        if handler is None or hmac.compare_digest(given_bytes, self._expected):
+        if handler is None:
+            return None
+        metadata = details.invocation_metadata
+        principal = await self._auth.authenticate(bearer_token(metadata))
+        if principal is None:
+            return refuse(handler, grpc.StatusCode.UNAUTHENTICATED, TOKEN_HELP)
+        rule = RPC_RULES.get(details.method)
+        if rule is None or not rule.allows(principal):
+            return refuse(
+                handler, grpc.StatusCode.PERMISSION_DENIED, not_allowed(rule, principal, details.method)
+            )
+        if principal.role is not Role.CLIENT:
             return handler
-        return self._refuse[(handler.request_streaming, handler.response_streaming)](handler)
+        if self._limiter is not None and not self._limiter.allow(principal.credential_id or ""):
+            limit = self._limiter
+            message = (
+                f"client {principal.client_id} exceeded the combiner's rate limit of {limit.rate:g} calls/s "
+                f"(burst {limit.burst:g}); slow down, or raise --client-rate-limit on the combiner"
+            )
+            return refuse(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        if rule.client_id == "metadata":
+            given = _metadata_value(metadata, "client-id")
+            if given != principal.client_id:
+                return refuse(handler, grpc.StatusCode.PERMISSION_DENIED, other_client(principal, given))
+        if rule.client_id == "request":
+            return _own_client_only(handler, principal, self._auth)
+        return handler
 
 
-async def _abort(context: grpc.aio.ServicerContext) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, TOKEN_HELP)
+def _own_client_only(
+    handler: grpc.RpcMethodHandler, principal: Principal, auth: Authenticator
+) -> grpc.RpcMethodHandler:
+    """The handler, refusing a request whose client_id is not the principal's; a stream ended by
+    revocation ends UNAUTHENTICATED, so the client stops instead of reconnecting."""
 
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if request.client_id != principal.client_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, other_client(principal, request.client_id))
 
-def _refusals() -> dict[tuple[bool, bool], Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]]:
-    """A handler of the same kind (unary/stream in and out) as the one refused, that only aborts."""
+    if handler.response_streaming:
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await check(request, context)
+            async for response in inner_stream(request, context):
+                yield response
+            if principal.credential_id in auth.revoked:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    inner = handler.unary_unary
 
     async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _abort(context)
+        await check(request, context)
+        return await inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary_unary, handler.request_deserializer, handler.response_serializer
+    )
+
+
+class RevocationWatcher:
+    """Every ``interval`` seconds: client credentials revoked lately are forgotten and their clients'
+    task streams ended. One indexed query per interval, whatever the number of clients."""
+
+    def __init__(
+        self, statestore: Statestore, auth: Authenticator, registry: ClientRegistry, interval: float
+    ) -> None:
+        self._statestore = statestore
+        self._auth = auth
+        self._registry = registry
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="revocation-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # a store outage: log and look again at the next interval
+                log.exception("checking the statestore for revoked client credentials failed")
+            await asyncio.sleep(self._interval)
+
+    async def check(self) -> None:
+        since = utcnow() - CLOCK_MARGIN
+        filters = {"kind": CredentialKind.CLIENT.value, "revoked_at": {"$gte": since}}
+        page = await asyncio.to_thread(self._statestore.credentials.list, filters)
+        fresh = [c for c in page.items if c.id not in self._auth.revoked]
+        if not fresh:
+            return
+        self._auth.forget({c.id for c in fresh})
+        for credential in fresh:
+            if credential.client_id and self._registry.end_stream(credential.client_id):
+                log.warning(
+                    "client %s disconnected: its credential %s (%s) was revoked",
+                    credential.client_id,
+                    credential.id,
+                    credential.name,
+                )
+
+
+def refuse(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind (unary/stream in and out) as the one refused, that only aborts."""
+
+    async def abort(context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await abort(context)
 
     async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _abort(context)
+        await abort(context)
         yield  # pragma: no cover - makes this an async generator, as a streaming handler must be
 
     async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _abort(context)
+        await abort(context)
 
     async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await _abort(context)
+        await abort(context)
         yield  # pragma: no cover
 
-    def kind(
-        make: Callable[..., grpc.RpcMethodHandler], behaviour: Callable[..., Any]
-    ) -> Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
-        return lambda h: make(
-            behaviour,
-            request_deserializer=h.request_deserializer,
-            response_serializer=h.response_serializer,
-        )
-
-    return {
-        (False, False): kind(grpc.unary_unary_rpc_method_handler, unary_unary),
-        (False, True): kind(grpc.unary_stream_rpc_method_handler, unary_stream),
-        (True, False): kind(grpc.stream_unary_rpc_method_handler, stream_unary),
-        (True, True): kind(grpc.stream_stream_rpc_method_handler, stream_stream),
-    }
+    make, behaviour = {
+        (False, False): (grpc.unary_unary_rpc_method_handler, unary_unary),
+        (False, True): (grpc.unary_stream_rpc_method_handler, unary_stream),
+        (True, False): (grpc.stream_unary_rpc_method_handler, stream_unary),
+        (True, True): (grpc.stream_stream_rpc_method_handler, stream_stream),
+    }[(handler.request_streaming, handler.response_streaming)]
+    return make(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

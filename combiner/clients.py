@@ -120,6 +120,14 @@ class ClientRegistry:
         self._set_online(state, False)
         self._notify()
 
+    def end_stream(self, client_id: str) -> bool:
+        """End the client's open task stream (its credential was revoked); False when none is open."""
+        state = self._clients.get(client_id)
+        if state is None or state.queue is None:
+            return False
+        state.queue.put_nowait(None)  # the stream's own exit marks the client offline
+        return True
+
     def heartbeat(self, client_id: str) -> None:
         """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while."""
         state = self._state(client_id)

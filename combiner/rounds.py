@@ -271,7 +271,8 @@ class RoundHandler:
 
     async def receive_update(self, update: pb.ModelUpdate) -> str:
         """Check an update against the running round and fold it in; "accepted" or "rejected: why"."""
-        spooled = self._spool.claim(update.model_update_id) if update.model_update_id else None
+        update_id, client_id = update.model_update_id, update.client_id
+        spooled = self._spool.claim(update_id, client_id) if update_id else None
         try:
             training, reason, counts = self._admit(update)
             if reason is None and training is not None:
@@ -279,12 +280,8 @@ class RoundHandler:
                     meta, count = parse_meta(update.meta)
                     if spooled is None:
                         raise UpdateRejected(
-                            f"model_update_id {update.model_update_id!r} is unknown: no upload with that id "
-                            "(Upload the update with call metadata model-id first)"
-                        )
-                    if spooled.client_id and spooled.client_id != update.client_id:
-                        raise UpdateRejected(
-                            f"update {spooled.update_id} was uploaded by client {spooled.client_id}"
+                            f"model_update_id {update_id!r} is unknown: no upload with that id from client "
+                            f"{client_id} (Upload the update with call metadata model-id and client-id first)"
                         )
                 except UpdateRejected as error:
                     reason = str(error)

@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 
 import grpc
 
-from scaleout.combiner.auth import TokenAuthInterceptor
+from scaleout.combiner.auth import AuthInterceptor, RevocationWatcher
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
 from scaleout.combiner.malloc import limit_malloc_arenas
 from scaleout.combiner.modelservice import ModelServicer
+from scaleout.combiner.ratelimit import RateLimiter
 from scaleout.combiner.rounds import RoundHandler
 from scaleout.combiner.servicer import CombinerClientServicer
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
+from scaleout.credentials import Authenticator, controller_token
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.store import open_model_repository, open_statestore
 from scaleout.store.entities import Combiner as CombinerRecord
@@ -76,13 +78,19 @@ class Combiner:
         self.rounds = RoundHandler(
             settings.name, self.registry, self.staged, self.spool, statestore, repository, work_dir
         )
+        self.auth = _authenticator(settings, statestore)
+        self._revocations = (
+            RevocationWatcher(statestore, self.auth, self.registry, settings.credential_refresh)
+            if self.auth is not None
+            else None
+        )
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._registration: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind, serve, and register; ``self.port`` is the bound port (settings.port 0 picks a free one)."""
-        interceptors = [TokenAuthInterceptor(self.settings.token)] if self.settings.token else []
+        interceptors = [AuthInterceptor(self.auth, _rate_limiter(self.settings))] if self.auth else []
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
         rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
@@ -97,6 +105,8 @@ class Combiner:
         await server.start()
         self._server = server
         self.registry.start()
+        if self._revocations is not None:
+            self._revocations.start()
         await self._register(NodeStatus.ONLINE)
         self._registration = asyncio.create_task(self._registration_loop(), name="combiner-registration")
         log.info(
@@ -114,6 +124,8 @@ class Combiner:
             self._registration.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._registration
+        if self._revocations is not None:
+            await self._revocations.stop()
         stopped = asyncio.create_task(self._server.stop(STOP_GRACE)) if self._server else None
         await self.registry.close()  # ends every task stream, so the server need not wait out the grace
         if stopped is not None:
@@ -154,6 +166,20 @@ class Combiner:
             client_count=len(self.registry.online()),
         )
         await asyncio.to_thread(self.statestore.combiners.upsert, record)
+
+
+def _authenticator(settings: CombinerSettings, statestore: Statestore) -> Authenticator | None:
+    """Who a call's token belongs to; None (every RPC open) when neither token is configured."""
+    controller = controller_token(settings.token, settings.controller_token)
+    if not settings.token and not controller:
+        return None
+    return Authenticator(statestore, settings.token, controller, settings.credential_refresh)
+
+
+def _rate_limiter(settings: CombinerSettings) -> RateLimiter | None:
+    if settings.client_rate_limit <= 0:
+        return None
+    return RateLimiter(settings.client_rate_limit, settings.client_burst)
 
 
 async def serve(settings: CombinerSettings) -> None:

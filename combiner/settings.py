@@ -24,8 +24,16 @@ class CombinerSettings:
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB
     s3_credentials: S3Credentials | None = None
-    # The shared token (the API's): when set, every RPC must carry `authorization: Bearer <token>`.
+    # The admin token (the API's). With it or a controller token set, every RPC needs a credential
+    # and follows scaleout/roles.py; with neither, every RPC is open.
     token: str | None = None
+    # The controller's service token, the only one Control.StartRound takes; None derives it from token.
+    controller_token: str | None = None
+    # Per-client-credential rate limit on the client services: calls per second and burst; 0 disables.
+    client_rate_limit: float = 50.0
+    client_burst: int = 500
+    # Client credential checks are cached this long, and revocations looked up this often.
+    credential_refresh: float = 5.0
     # Client records are rewritten on heartbeats at most this often (connects/disconnects always).
     client_write_interval: float = 5.0
 

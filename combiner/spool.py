@@ -73,9 +73,14 @@ class UpdateSpool:
         update = self._updates[update_id] = SpooledUpdate(update_id, client_id, path, size)
         return update
 
-    def claim(self, update_id: str) -> SpooledUpdate | None:
-        """Take the update out of the spool (the caller deletes its file); None if no such upload."""
-        return self._updates.pop(update_id, None)
+    def claim(self, update_id: str, client_id: str) -> SpooledUpdate | None:
+        """Take the update out of the spool (the caller deletes its file); None if there is no such
+        upload from this client. Another client's upload stays, so naming its id cannot destroy it; an
+        upload without a client-id (open mode) is anyone's."""
+        update = self._updates.get(update_id)
+        if update is None or (update.client_id and update.client_id != client_id):
+            return None
+        return self._updates.pop(update_id)
 
     def discard_all(self) -> int:
         """Delete every unclaimed upload (a round ended; they can no longer be averaged in)."""

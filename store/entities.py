@@ -206,3 +206,22 @@ class Event(Entity):
     client_id: str | None = None
     combiner_id: str | None = None
     timestamp: datetime = Field(default_factory=utcnow)
+
+
+class CredentialKind(StrEnum):
+    CLIENT = "client"  # a client's bearer token, bound to one client id
+    ENROLLMENT = "enrollment"  # a secret a client exchanges for its own client credential
+
+
+class Credential(Entity):
+    """An issued secret, stored only as its sha256: the secret itself is shown once, when issued."""
+
+    kind: CredentialKind
+    name: str = ""
+    client_id: str | None = Field(None, description="the client a client credential acts as")
+    token_hash: str = Field(description="sha256 hex of the whole token")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    uses_left: int | None = Field(None, ge=0, description="enrollment: clients it may still enroll")
+    enrollment_id: str | None = Field(None, description="the enrollment secret a client credential came from")

@@ -20,6 +20,7 @@ from scaleout.errors import NotFound
 from scaleout.store.entities import (
     Client,
     Combiner,
+    Credential,
     Entity,
     Event,
     Model,
@@ -39,6 +40,7 @@ from scaleout.store.schema import (
     validate_changes,
 )
 from scaleout.store.statestore import (
+    CredentialRecords,
     DuplicateId,
     Filters,
     ModelRecords,
@@ -69,6 +71,7 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
     "combiners": [("status",), ("last_seen",), ("name",)],
     "packages": [("active",), ("committed_at",), ("name",)],
     "events": [("session_id",), ("round_id",), ("client_id",), ("level",), ("timestamp",)],
+    "credentials": [("kind",), ("client_id",), ("revoked_at",)],
 }
 
 
@@ -250,6 +253,21 @@ class _MongoNodes(_MongoRepository[T], NodeRecords[T]):
         return self._list([*parse_filters(self.entity, filters), *recent]).items
 
 
+class _MongoCredentials(_MongoRepository[Credential], CredentialRecords):
+    def use_enrollment(self, id: str) -> Credential | None:
+        # One conditional decrement: concurrent enrollments cannot take more uses than there are.
+        doc = self._collection.find_one_and_update(
+            {"_id": id, "uses_left": {"$gt": 0}, "revoked_at": None},
+            {"$inc": {"uses_left": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return self._decode(doc)
+        if self._collection.find_one({"_id": id}, projection={"_id": 1}) is None:
+            raise self._not_found(id)
+        return None
+
+
 class MongoStatestore(Statestore):
     """Every repository in one MongoDB database."""
 
@@ -267,6 +285,7 @@ class MongoStatestore(Statestore):
         self.combiners = _MongoNodes(db["combiners"], Combiner)
         self.packages = _MongoPackages(db["packages"], Package)
         self.events = _MongoRepository(db["events"], Event)
+        self.credentials = _MongoCredentials(db["credentials"], Credential)
         for repository in (
             self.sessions,
             self.rounds,
@@ -276,6 +295,7 @@ class MongoStatestore(Statestore):
             self.combiners,
             self.packages,
             self.events,
+            self.credentials,
         ):
             repository.create_indexes()
 

@@ -26,6 +26,7 @@ from scaleout.errors import NotFound, ScaleoutError
 from scaleout.store.entities import (
     Client,
     Combiner,
+    Credential,
     Entity,
     Event,
     Model,
@@ -46,6 +47,7 @@ from scaleout.store.schema import (
     validate_changes,
 )
 from scaleout.store.statestore import (
+    CredentialRecords,
     DuplicateId,
     Filters,
     ModelRecords,
@@ -75,6 +77,7 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
     "combiners": [("status",), ("last_seen",), ("name",)],
     "packages": [("active",), ("committed_at",), ("name",)],
     "events": [("session_id",), ("round_id",), ("client_id",), ("level",), ("timestamp",)],
+    "credentials": [("kind",), ("client_id",), ("revoked_at",)],
 }
 
 
@@ -418,6 +421,22 @@ class _SQLiteNodes(_SQLiteRepository[T], NodeRecords[T]):
         return self._list([*parse_filters(self.entity, filters), *recent]).items
 
 
+class _SQLiteCredentials(_SQLiteRepository[Credential], CredentialRecords):
+    def use_enrollment(self, id: str) -> Credential | None:
+        with self._db.transaction() as conn:  # IMMEDIATE: no two enrollments read the same count
+            row = conn.execute("SELECT doc FROM credentials WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise self._not_found(id)
+            item = self._decode(row[0])
+            if item.revoked_at is not None or not item.uses_left:
+                return None
+            item = item.model_copy(update={"uses_left": item.uses_left - 1})
+            values = {name: value for name, value in self._row(item).items() if name != "id"}
+            assignments = ", ".join(f"{_q(name)} = ?" for name in values)
+            conn.execute(f"UPDATE credentials SET {assignments} WHERE id = ?", [*values.values(), id])
+        return item
+
+
 class SQLiteStatestore(Statestore):
     """Every repository in one SQLite database file (or ``":memory:"``)."""
 
@@ -435,6 +454,7 @@ class SQLiteStatestore(Statestore):
         self.combiners = _SQLiteNodes(self._db, Combiner, "combiners")
         self.packages = _SQLitePackages(self._db, Package, "packages")
         self.events = _SQLiteRepository(self._db, Event, "events")
+        self.credentials = _SQLiteCredentials(self._db, Credential, "credentials")
         self._repositories: list[_SQLiteRepository[Any]] = [
             self.sessions,
             self.rounds,
@@ -444,6 +464,7 @@ class SQLiteStatestore(Statestore):
             self.combiners,
             self.packages,
             self.events,
+            self.credentials,
         ]
         self._create_schema()
 

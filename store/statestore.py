@@ -16,6 +16,7 @@ from scaleout.errors import ScaleoutError
 from scaleout.store.entities import (
     Client,
     Combiner,
+    Credential,
     Entity,
     Event,
     Model,
@@ -125,6 +126,16 @@ class NodeRecords(Repository[T]):
         """Those whose last_seen is at or after ``since``, matching filters."""
 
 
+class CredentialRecords(Repository[Credential]):
+    """Client credentials and enrollment secrets (hashes only)."""
+
+    @abstractmethod
+    def use_enrollment(self, id: str) -> Credential | None:
+        """Atomically take one use of an unrevoked enrollment secret: the record after, or None when it
+        has no use left or is revoked (so N concurrent enrollments never exceed its uses); NotFound if
+        missing."""
+
+
 class Statestore(ABC):
     """Every repository of one backend. Open one with ``scaleout.store.open_statestore(uri)``."""
 
@@ -136,6 +147,7 @@ class Statestore(ABC):
     combiners: NodeRecords[Combiner]
     packages: PackageRecords
     events: Repository[Event]
+    credentials: CredentialRecords
 
     @abstractmethod
     def ping(self) -> None:

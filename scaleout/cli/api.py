@@ -39,7 +39,22 @@ def api_group() -> None:
     "--token",
     envvar="SCALEOUT_API_TOKEN",
     default=None,
-    help="Require 'Authorization: Bearer <token>' on /api/v1 (env SCALEOUT_API_TOKEN).",
+    help="The admin token: with it every route needs a credential and follows the roles "
+    "(env SCALEOUT_API_TOKEN); without it the API is open.",
+)
+@click.option(
+    "--controller-token",
+    envvar="SCALEOUT_CONTROLLER_TOKEN",
+    default=None,
+    help="The controller's token on the combiners' Control service; give the combiners the same "
+    "(env SCALEOUT_CONTROLLER_TOKEN) [default: derived from --token].",
+)
+@click.option(
+    "--public-docs/--no-public-docs",
+    envvar="SCALEOUT_API_PUBLIC_DOCS",
+    default=DEFAULTS.public_docs,
+    show_default=True,
+    help="Serve /docs, /redoc and /openapi.json without a token even when --token is set.",
 )
 @click.option(
     "--max-upload-bytes",
@@ -56,6 +71,8 @@ def start(
     db_uri: str,
     models_uri: str,
     token: str | None,
+    controller_token: str | None,
+    public_docs: bool,
     max_upload_bytes: int,
     log_level: str,
 ) -> None:
@@ -70,6 +87,8 @@ def start(
         db_uri=db_uri,
         models_uri=models_uri,
         token=token or None,
+        controller_token=controller_token or None,
+        public_docs=public_docs,
         max_upload_bytes=max_upload_bytes,
         s3_credentials=S3Credentials.from_env(os.environ),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from scaleout.cli.common import configure_logging, env_dir_option, log_level_option, user_errors
+from scaleout.cli.credentials import enrollment_group, token_group
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, short_id, when
 from scaleout.client.settings import ClientSettings, validate_client_id
@@ -54,8 +55,16 @@ def client_group() -> None:
 )
 @click.option(
     "--token",
-    envvar="SCALEOUT_API_TOKEN",
-    help="The federation's token, sent as 'Authorization: Bearer' to the API and the combiner.",
+    envvar=["SCALEOUT_CLIENT_TOKEN", "SCALEOUT_API_TOKEN"],
+    help="This client's credential (`scaleout client token create`), or the federation's token, sent "
+    "as 'Authorization: Bearer' to the API and the combiner "
+    "(env SCALEOUT_CLIENT_TOKEN, else SCALEOUT_API_TOKEN).",
+)
+@click.option(
+    "--enroll-secret",
+    envvar="SCALEOUT_ENROLL_SECRET",
+    help="Without --token: exchange this enrollment secret (`scaleout client enrollment create`) for a "
+    "credential of this client's own, kept in the work dir so restarts reuse it.",
 )
 @click.option(
     "--heartbeat-interval",
@@ -113,6 +122,7 @@ def start(
     local_package: Path | None,
     work_dir: Path | None,
     token: str | None,
+    enroll_secret: str | None,
     heartbeat_interval: float,
     env_dir: Path,
     assign_timeout: float | None,
@@ -163,7 +173,8 @@ def start(
             name=name,
             client_id=client_id,
             local_package=local_package,
-            token=token,
+            token=token or None,
+            enroll_secret=enroll_secret or None,
             heartbeat_interval=heartbeat_interval,
             env_dir=env_dir,
             assign_timeout=assign_timeout,
@@ -171,6 +182,10 @@ def start(
             reconnect_attempts=reconnect_attempts,
         )
         asyncio.run(EdgeClient(settings).run())
+
+
+client_group.add_command(token_group)
+client_group.add_command(enrollment_group)
 
 
 @client_group.command("list")

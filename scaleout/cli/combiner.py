@@ -88,8 +88,38 @@ def combiner_group() -> None:
 @click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
-    help="Require 'authorization: Bearer <token>' on every gRPC call (env SCALEOUT_API_TOKEN, the "
-    "same variable as `scaleout api start --token`, so one setting secures the federation).",
+    help="The admin token (env SCALEOUT_API_TOKEN, as `scaleout api start --token`): with it or "
+    "--controller-token, every gRPC call needs a credential and follows the roles.",
+)
+@click.option(
+    "--controller-token",
+    envvar="SCALEOUT_CONTROLLER_TOKEN",
+    help="The only token Control.StartRound takes: the API's --controller-token "
+    "(env SCALEOUT_CONTROLLER_TOKEN) [default: derived from --token].",
+)
+@click.option(
+    "--client-rate-limit",
+    envvar="SCALEOUT_COMBINER_CLIENT_RATE_LIMIT",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.client_rate_limit,
+    show_default=True,
+    help="Calls per second one client credential may make to the client services; 0: no limit.",
+)
+@click.option(
+    "--client-burst",
+    envvar="SCALEOUT_COMBINER_CLIENT_BURST",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.client_burst,
+    show_default=True,
+    help="Calls a client credential may make at once above its rate.",
+)
+@click.option(
+    "--credential-refresh",
+    envvar="SCALEOUT_COMBINER_CREDENTIAL_REFRESH",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULTS.credential_refresh,
+    show_default=True,
+    help="Seconds a client credential check is cached and between looks for revoked ones.",
 )
 @log_level_option
 def start(
@@ -104,6 +134,10 @@ def start(
     work_dir: Path | None,
     max_model_size: int,
     token: str | None,
+    controller_token: str | None,
+    client_rate_limit: float,
+    client_burst: int,
+    credential_refresh: float,
     log_level: str,
 ) -> None:
     """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline."""
@@ -128,6 +162,10 @@ def start(
             max_model_size=max_model_size,
             s3_credentials=S3Credentials.from_env(os.environ),
             token=token or None,
+            controller_token=controller_token or None,
+            client_rate_limit=client_rate_limit,
+            client_burst=client_burst,
+            credential_refresh=credential_refresh,
         )
         try:
             asyncio.run(serve(settings))
@@ -154,7 +192,8 @@ def start(
 @click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
-    help="The combiner's token, if it was started with one (env SCALEOUT_API_TOKEN).",
+    help="The admin token (env SCALEOUT_API_TOKEN), or the controller token of a combiner given only "
+    "that, if the combiner requires credentials.",
 )
 def health(host: str, port: int, timeout: float, token: str | None) -> None:
     """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""

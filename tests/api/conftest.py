@@ -2,7 +2,7 @@
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from scaleout import APIClient
 from scaleout.api.app import create_app
@@ -42,8 +43,13 @@ class ApiServer:
 
 
 @contextmanager
-def run_api(root: Path, controller: Any | None = None, **settings: Any) -> Iterator[ApiServer]:
-    """Serve create_app(...) until the block ends.
+def run_api(
+    root: Path,
+    controller: Any | None = None,
+    extend: Callable[[FastAPI], None] | None = None,
+    **settings: Any,
+) -> Iterator[ApiServer]:
+    """Serve create_app(...) (with ``extend(app)`` applied, e.g. an extra route) until the block ends.
 
     The socket is bound and listening before the thread starts, so requests made at once wait in the
     backlog until uvicorn serves them: no polling for the server to come up.
@@ -53,6 +59,8 @@ def run_api(root: Path, controller: Any | None = None, **settings: Any) -> Itera
     models_dir = root / "models"
     repository = open_model_repository(f"file://{models_dir}")
     app = create_app(ApiSettings(**settings), statestore, repository, controller)
+    if extend is not None:
+        extend(app)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

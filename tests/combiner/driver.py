@@ -21,6 +21,7 @@ from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
+from scaleout.proto.auth import token_interceptors
 from scaleout.store import open_model_repository, open_statestore
 from scaleout.store.entities import new_id
 
@@ -85,11 +86,14 @@ class TestClient:
 
     target: str
     client_id: str
+    token: str | None = None  # sent on every call, as the edge client does
     channel: grpc.aio.Channel = field(init=False)
     stream: Any = None
 
     def __post_init__(self) -> None:
-        self.channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self.channel = grpc.aio.insecure_channel(
+            self.target, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self.token)
+        )
         self.client = rpc.CombinerClientStub(self.channel)
         self.models = rpc.ModelServiceStub(self.channel)
 
@@ -189,8 +193,10 @@ async def clients(combiner: Combiner, *client_ids: str) -> AsyncIterator[list[Te
 class Controller:
     """Plays the controller: runs StartRound / StartValidation and collects the events."""
 
-    def __init__(self, combiner: Combiner) -> None:
-        self.channel = grpc.aio.insecure_channel(address(combiner), options=CHANNEL_OPTIONS)
+    def __init__(self, combiner: Combiner, token: str | None = None) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            address(combiner), options=CHANNEL_OPTIONS, interceptors=token_interceptors(token)
+        )
         self.control = rpc.ControlStub(self.channel)
         self.progress: list[pb.RoundProgress] = []
 
@@ -231,8 +237,8 @@ class Controller:
 
 
 @asynccontextmanager
-async def controller(combiner: Combiner) -> AsyncIterator[Controller]:
-    driver = Controller(combiner)
+async def controller(combiner: Combiner, token: str | None = None) -> AsyncIterator[Controller]:
+    driver = Controller(combiner, token)
     try:
         yield driver
     finally:

@@ -25,6 +25,8 @@ from scaleout.store.entities import (
     ClientRoundResult,
     Combiner,
     CombinerRoundResult,
+    Credential,
+    CredentialKind,
     Entity,
     Event,
     EventLevel,
@@ -201,6 +203,17 @@ def sample_event() -> Event:
     )
 
 
+def sample_credential() -> Credential:
+    return Credential(
+        kind=CredentialKind.CLIENT,
+        name="hospital-a",
+        client_id="c",
+        token_hash="ab" * 32,
+        created_at=at(10),
+        enrollment_id="e",
+    )
+
+
 SAMPLES: dict[str, Callable[[], Entity]] = {
     "sessions": sample_session,
     "rounds": sample_round,
@@ -210,6 +223,7 @@ SAMPLES: dict[str, Callable[[], Entity]] = {
     "combiners": sample_combiner,
     "packages": sample_package,
     "events": sample_event,
+    "credentials": sample_credential,
 }
 ENTITY_NAMES = {
     "sessions": "Session",
@@ -220,6 +234,7 @@ ENTITY_NAMES = {
     "combiners": "Combiner",
     "packages": "Package",
     "events": "Event",
+    "credentials": "Credential",
 }
 entities = pytest.mark.parametrize("repo", list(SAMPLES))
 
@@ -600,6 +615,57 @@ def test_seen_since_returns_recent_nodes_matching_filters(store: Statestore, rep
     # A last_seen filter of its own narrows the window further.
     assert repository.seen_since(at(-30), {"last_seen": {"$gte": at(-5)}}) == [now]
     assert repository.seen_since(at(1)) == []
+
+
+def enrollment(store: Statestore, uses: int) -> Credential:
+    return store.credentials.add(
+        Credential(kind=CredentialKind.ENROLLMENT, token_hash="cd" * 32, uses_left=uses, created_at=at(0))
+    )
+
+
+def test_an_enrollment_secret_is_used_up_after_its_uses(store: Statestore) -> None:
+    secret = enrollment(store, 2)
+    assert store.credentials.use_enrollment(secret.id) == secret.model_copy(update={"uses_left": 1})
+    assert store.credentials.use_enrollment(secret.id) == secret.model_copy(update={"uses_left": 0})
+    assert store.credentials.use_enrollment(secret.id) is None
+    assert store.credentials.get(secret.id).uses_left == 0
+    with pytest.raises(NotFound, match=r"^Credential 'nope' not found$"):
+        store.credentials.use_enrollment("nope")
+
+
+def test_a_revoked_enrollment_secret_has_no_use_left(store: Statestore) -> None:
+    secret = enrollment(store, 5)
+    store.credentials.update(secret.id, {"revoked_at": at(1)})
+    assert store.credentials.use_enrollment(secret.id) is None
+    assert store.credentials.get(secret.id).uses_left == 5
+
+
+def test_concurrent_enrollments_never_take_more_uses_than_there_are(store: Statestore) -> None:
+    secret = enrollment(store, 3)
+    results: list[Credential | None] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        result = store.credentials.use_enrollment(secret.id)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(r.uses_left for r in results if r is not None) == [0, 1, 2]
+    assert results.count(None) == 5
+
+
+def test_revoked_credentials_are_found_by_their_revocation_time(store: Statestore) -> None:
+    kept, old, recent = (store.credentials.add(sample_credential()) for _ in range(3))
+    old = store.credentials.update(old.id, {"revoked_at": at(-60)})
+    recent = store.credentials.update(recent.id, {"revoked_at": at(5)})
+    assert store.credentials.list({"revoked_at": {"$gte": at(0)}}).items == [recent]
+    assert store.credentials.list({"revoked_at": {"$gte": at(-120)}}).items == [old, recent]
+    assert store.credentials.list({"revoked_at": None}).items == [kept]
 
 
 # -- concurrency ---------------------------------------------------------------------------------
