@@ -142,6 +142,8 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
 
     # The API's token is the federation's: the combiners require it on Control calls too.
     controller_settings = ControllerSettings(
-        combiner_online_window=settings.combiner_online_seconds, token=settings.token
+        combiner_online_window=settings.combiner_online_seconds,
+        token=settings.token,
+        tls=settings.combiner_tls,
     )
     return Controller(statestore, repository, controller_settings)

@@ -40,6 +40,7 @@ class Assignment:
     combiner: str
     package: str
     helper_type: str
+    tls: bool = False  # the combiner serves TLS (an API that does not say so predates TLS: plaintext)
 
     @property
     def address(self) -> str:
@@ -119,6 +120,7 @@ def _parse(response: httpx.Response, client_id: str) -> Assignment:
             combiner=str(combiner.get("name", combiner["host"])),
             package=str(data.get("package", "remote")),
             helper_type=str(data.get("helper_type", "numpyhelper")),
+            tls=combiner.get("tls", False) is True,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise AssignmentError(

@@ -12,8 +12,9 @@ Life of a client (``EdgeClient.run``):
    every ``heartbeat_interval``, and run the tasks that arrive one at a time (``tasks``).
 5. When the connection breaks, reconnect with backoff and jitter; after ``reconnect_attempts``
    failures in a row, or at once when the combiner says it does not know this client, ask the API
-   for a new assignment. A combiner that refuses the token (UNAUTHENTICATED) ends ``run`` with an
-   error: no retry can fix a wrong token. SIGINT/SIGTERM cancel the stream and end ``run`` normally.
+   for a new assignment. A combiner that refuses the token (UNAUTHENTICATED), or whose certificate
+   does not verify, ends ``run`` with an error: no retry can fix either. SIGINT/SIGTERM cancel the
+   stream and end ``run`` normally.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
 from scaleout.errors import PackageError, ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
-from scaleout.proto.auth import token_interceptors
+from scaleout.proto.channels import certificate_refusal, open_channel
+from scaleout.tls import ClientTLS, TLSError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ class EdgeClient:
             logger.info("client %s stopped", self.client_id)
 
     async def _main(self) -> None:
-        async with open_api(self.settings.api_url, self.settings.token) as api:
+        async with open_api(self.settings.api_url, self.settings.token, self.settings.tls.ca) as api:
             assignment = await self._assign(api)
             package_dir = await self._package(api)
             dispatcher = await self._prepare(package_dir)
@@ -228,9 +230,8 @@ class EdgeClient:
     async def _session(self, assignment: Assignment) -> SessionEnd:
         """One connection: the task stream and the heartbeats, until either fails."""
         # The token rides on every call of this channel (TaskStream, heartbeats, model transfers).
-        channel = grpc.aio.insecure_channel(
-            assignment.address, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self.settings.token)
-        )
+        tls = self.settings.tls if assignment.tls else None
+        channel = open_channel(assignment.address, tls, self.settings.token, CHANNEL_OPTIONS)
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),
             scaleout_pb2_grpc.ModelServiceStub(channel),
@@ -245,7 +246,7 @@ class EdgeClient:
         parts = [asyncio.create_task(self._receive(call, link)), asyncio.create_task(self._heartbeat(link))]
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
-            return _session_end(next(iter(done)).exception(), link, assignment)
+            return _session_end(next(iter(done)).exception(), link, assignment, tls)
         finally:
             link.closed = True
             for part in parts:
@@ -333,7 +334,13 @@ class EdgeClient:
             logger.warning("stopped %d entry point(s) still running at shutdown", stopped)
 
 
-def _session_end(error: BaseException | None, link: Link, assignment: Assignment) -> SessionEnd:
+def _session_end(
+    error: BaseException | None, link: Link, assignment: Assignment, tls: ClientTLS | None
+) -> SessionEnd:
+    if isinstance(error, grpc.aio.AioRpcError) and (
+        refusal := certificate_refusal(error, assignment.address, tls)
+    ):
+        raise TLSError(refusal) from error  # a certificate that does not verify: no retry fixes it
     if isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAUTHENTICATED:
         raise Unauthenticated(
             f"combiner {assignment.combiner} at {assignment.address} refused this client: {error.details()}"

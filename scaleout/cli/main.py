@@ -52,3 +52,6 @@ cli.add_command(model_group)
 cli.add_command(round_group)
 cli.add_command(validation_group)
 cli.add_command(init_command)
+from scaleout.cli.certs import certs_group  # noqa: E402
+
+cli.add_command(certs_group)
