@@ -60,7 +60,8 @@ def server_credentials(tls: ServerTLS) -> grpc.ServerCredentials:
 def certificate_refusal(error: grpc.RpcError, target: str, tls: ClientTLS | None) -> str | None:
     """One line for a call that failed because the combiner's certificate did not verify, naming the
     CA file and the fix; None for any other failure. No retry fixes this: the caller should stop."""
-    if tls is None or not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.UNAVAILABLE:
+    calls = (grpc.Call, grpc.aio.AioRpcError)  # a sync call's error is a grpc.Call, an aio one is not
+    if tls is None or not isinstance(error, calls) or error.code() != grpc.StatusCode.UNAVAILABLE:
         return None
     details = error.details() or ""
     if untrusted := _UNTRUSTED.search(details):
