@@ -214,14 +214,17 @@ def test_combiner_health_dials_tls_with_the_ca(tls_fed: Federation, certs: Path,
     assert health().returncode == 1  # plaintext: refused
 
 
-def test_a_plaintext_combiner_bound_beyond_loopback_warns_loudly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("server", "what"), [("api", "the API"), ("combiner", "combiner combiner")])
+def test_a_plaintext_server_bound_beyond_loopback_warns_loudly(
+    tmp_path: Path, server: str, what: str
+) -> None:
     port = free_port()
     fed = Federation(tmp_path, f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models")
-    command = ["combiner", "start", "--host", "0.0.0.0", "--port", str(port), "--db", fed.db, "--models"]
-    process = fed._spawn("combiner", [*command, fed.models])
+    command = [server, "start", "--host", "0.0.0.0", "--port", str(port), "--db", fed.db, "--models"]
+    process = fed._spawn(server, [*command, fed.models])
     try:
         warning = (
-            f"combiner combiner serves PLAINTEXT on 0.0.0.0:{port}: tokens and models cross the network "
+            f"{what} serves PLAINTEXT on 0.0.0.0:{port}: tokens and models cross the network "
             "readable by anyone on the path; give it --tls-cert and --tls-key (`scaleout certs create` "
             "makes them), or bind it to 127.0.0.1"
         )
