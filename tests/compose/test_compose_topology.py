@@ -95,7 +95,11 @@ def test_the_compose_services_run_two_rounds_on_loopback(
             env["SCALEOUT_S3_ACCESS_KEY"] = s3_credentials.access_key
             env["SCALEOUT_S3_SECRET_KEY"] = s3_credentials.secret_key
         if "SCALEOUT_API_URL" in env:
-            assert env["SCALEOUT_API_URL"] == f"https://api:{container_api_port}"
+            # clients dial the api service; the api's own CLI (docker compose exec api) dials loopback
+            assert env["SCALEOUT_API_URL"] in {
+                f"https://api:{container_api_port}",
+                f"https://127.0.0.1:{container_api_port}",
+            }
             env["SCALEOUT_API_URL"] = api_url
         # A named volume is a folder every container of the service shares: here, one under tmp_path.
         for volume in service.get("volumes") or []:
