@@ -2,7 +2,7 @@
 
 A process that dials (client, controller, CLI) verifies servers against ``ClientTLS.ca``, the system's
 roots when it is None, and presents ``cert``/``key`` to combiners that require mutual TLS. Plaintext is
-for loopback (and `scaleout local`): a server bound elsewhere without TLS logs ``plaintext_warning``.
+for loopback (and `scaleout local`): a server bound elsewhere without TLS logs ``warn_if_exposed``.
 """
 
 from __future__ import annotations
