@@ -155,5 +155,6 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
     controller_settings = ControllerSettings(
         combiner_online_window=settings.combiner_online_seconds,
         token=controller_token(settings.token, settings.controller_token),
+        tls=settings.combiner_tls,
     )
     return Controller(statestore, repository, controller_settings)

@@ -14,6 +14,7 @@ import httpx
 
 from scaleout.compute_package import create_package
 from scaleout.errors import ScaleoutError
+from scaleout.tls import HTTPSTransport
 
 CHUNK_SIZE = 4 * 1024 * 1024
 ENDED = frozenset({"Finished", "Failed", "Terminated"})
@@ -51,6 +52,12 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
+def _transport(verify: bool | str) -> httpx.HTTPTransport:
+    if verify is False:
+        return httpx.HTTPTransport(verify=False)
+    return HTTPSTransport(None if verify is True else Path(verify))
+
+
 class APIClient:
     """A client of one scaleout-edge API (``APIClient("localhost", 8092)``); use as a context manager."""
 
@@ -63,6 +70,9 @@ class APIClient:
         timeout: float = 60.0,
         verify: bool | str = True,
     ) -> None:
+        """``verify``: True checks an https API against the system's trusted CAs, a path against that
+        CA bundle (PEM); False checks nothing (never outside tests). A certificate that does not
+        verify raises TLSError naming the CA."""
         scheme = "https" if secure else "http"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = f"{scheme}://{host}:{port}/api/v1"
@@ -70,7 +80,7 @@ class APIClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
-            verify=verify,
+            transport=_transport(verify),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
 

@@ -33,6 +33,9 @@ class CombinerAddress(BaseModel):
     host: str
     port: int
     name: str
+    tls: bool = Field(
+        False, description="the combiner serves TLS: dial it with TLS, verifying its certificate"
+    )
 
 
 class ClientAssignment(BaseModel):
@@ -102,7 +105,9 @@ def add_client(
     _record_assignment(store, body, combiner)
     return ClientAssignment(
         client_id=body.client_id,
-        combiner=CombinerAddress(host=combiner.address, port=combiner.port, name=combiner.name),
+        combiner=CombinerAddress(
+            host=combiner.address, port=combiner.port, name=combiner.name, tls=combiner.tls
+        ),
         package=body.package,
         helper_type=helper,
     )

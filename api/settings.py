@@ -1,8 +1,9 @@
 """The API's settings: built once by the CLI (flags > SCALEOUT_* environment > defaults) and passed down."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
+from scaleout.tls import ClientTLS
 
 DEFAULT_PORT = 8092
 GIB = 1024**3
@@ -30,3 +31,5 @@ class ApiSettings:
     combiner_online_seconds: float = 15.0
     # The helper clients get when no package is active yet (e.g. they run a local package).
     default_helper: str = "numpyhelper"
+    # How the controller it hosts verifies combiners that serve TLS (and its certificate for mutual TLS).
+    combiner_tls: ClientTLS = field(default_factory=ClientTLS)

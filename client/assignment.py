@@ -40,6 +40,7 @@ class Assignment:
     combiner: str
     package: str
     helper_type: str
+    tls: bool = False  # the combiner serves TLS (an API that does not say so predates TLS: plaintext)
 
     @property
     def address(self) -> str:
@@ -119,9 +120,22 @@ def _parse(response: httpx.Response, client_id: str) -> Assignment:
             combiner=str(combiner.get("name", combiner["host"])),
             package=str(data.get("package", "remote")),
             helper_type=str(data.get("helper_type", "numpyhelper")),
+            tls=_tls(combiner),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise AssignmentError(
             f"the API's answer to /clients/add lacks {exc} (got {response.text[:300]!r}); "
             "are the client and the API the same version?"
         ) from exc
+
+
+def _tls(combiner: dict[str, Any]) -> bool:
+    """Whether to dial TLS; anything but true or false is refused, never read as plaintext (the token
+    would cross the network readable)."""
+    tls = combiner.get("tls", False)
+    if not isinstance(tls, bool):
+        raise AssignmentError(
+            f"the API's answer to /clients/add has tls={tls!r}, not true or false; "
+            "are the client and the API the same version?"
+        )
+    return tls

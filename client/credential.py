@@ -31,7 +31,13 @@ class CredentialError(ScaleoutError):
 
 
 async def obtain_token(
-    api_url: str, work_dir: Path, token: str | None, enroll_secret: str | None, name: str, backoff: Backoff
+    api_url: str,
+    work_dir: Path,
+    token: str | None,
+    enroll_secret: str | None,
+    name: str,
+    backoff: Backoff,
+    ca: Path | None = None,
 ) -> str | None:
     """The token to use: --token, else the one kept in the work dir, else one enrolled for now."""
     if token:
@@ -41,7 +47,7 @@ async def obtain_token(
         return path.read_text(encoding="utf-8").strip()
     if not enroll_secret:
         return None
-    async with open_api(api_url, None) as api:
+    async with open_api(api_url, None, ca) as api:
         body = {"secret": enroll_secret, "name": name}
         response = await _with_retries(lambda: api.post("/clients/enroll", json=body), backoff)
     if response.status_code != 201:

@@ -14,8 +14,9 @@ Life of a client (``EdgeClient.run``):
    every ``heartbeat_interval``, and run the tasks that arrive one at a time (``tasks``).
 5. When the connection breaks, reconnect with backoff and jitter; after ``reconnect_attempts``
    failures in a row, or at once when the combiner says it does not know this client, ask the API
-   for a new assignment. A combiner that refuses the token (UNAUTHENTICATED) ends ``run`` with an
-   error: no retry can fix a wrong token. SIGINT/SIGTERM cancel the stream and end ``run`` normally.
+   for a new assignment. A combiner that refuses the token (UNAUTHENTICATED), or whose certificate
+   does not verify, ends ``run`` with an error: no retry can fix either. SIGINT/SIGTERM cancel the
+   stream and end ``run`` normally.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
 from scaleout.errors import PackageError, ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
-from scaleout.proto.auth import token_interceptors
+from scaleout.proto.channels import certificate_refusal, open_channel
+from scaleout.tls import ClientTLS, TLSError
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +143,9 @@ class EdgeClient:
             settings.enroll_secret,
             settings.name or "",
             self._backoff,
+            settings.tls.ca,
         )
-        async with open_api(settings.api_url, self._token) as api:
+        async with open_api(settings.api_url, self._token, settings.tls.ca) as api:
             if self._token:
                 await self._adopt_identity(api)
             assignment = await self._assign(api)
@@ -258,9 +261,8 @@ class EdgeClient:
     async def _session(self, assignment: Assignment) -> SessionEnd:
         """One connection: the task stream and the heartbeats, until either fails."""
         # The token rides on every call of this channel (TaskStream, heartbeats, model transfers).
-        channel = grpc.aio.insecure_channel(
-            assignment.address, options=CHANNEL_OPTIONS, interceptors=token_interceptors(self._token)
-        )
+        tls = self.settings.tls if assignment.tls else None
+        channel = open_channel(assignment.address, tls, self._token, CHANNEL_OPTIONS)
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),
             scaleout_pb2_grpc.ModelServiceStub(channel),
@@ -275,7 +277,7 @@ class EdgeClient:
         parts = [asyncio.create_task(self._receive(call, link)), asyncio.create_task(self._heartbeat(link))]
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
-            return _session_end(next(iter(done)).exception(), link, assignment)
+            return _session_end(next(iter(done)).exception(), link, assignment, tls)
         finally:
             link.closed = True
             for part in parts:
@@ -363,7 +365,13 @@ class EdgeClient:
             logger.warning("stopped %d entry point(s) still running at shutdown", stopped)
 
 
-def _session_end(error: BaseException | None, link: Link, assignment: Assignment) -> SessionEnd:
+def _session_end(
+    error: BaseException | None, link: Link, assignment: Assignment, tls: ClientTLS | None
+) -> SessionEnd:
+    if isinstance(error, grpc.aio.AioRpcError) and (
+        refusal := certificate_refusal(error, assignment.address, tls)
+    ):
+        raise TLSError(refusal) from error  # a certificate that does not verify: no retry fixes it
     if isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAUTHENTICATED:
         raise Unauthenticated(
             f"combiner {assignment.combiner} at {assignment.address} refused this client: {error.details()}"

@@ -6,7 +6,11 @@ that reaches the API's URL.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+
+from scaleout.tls import AsyncHTTPSTransport
 
 API_PREFIX = "/api/v1"
 # Connecting and each read are bounded; a package download may take long overall, but never
@@ -14,11 +18,18 @@ API_PREFIX = "/api/v1"
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-def open_api(api_url: str, token: str | None) -> httpx.AsyncClient:
-    """An async HTTP client for ``{api_url}/api/v1`` sending ``Authorization: Bearer <token>`` if given."""
+def open_api(api_url: str, token: str | None, ca: Path | None = None) -> httpx.AsyncClient:
+    """An async HTTP client for ``{api_url}/api/v1`` sending ``Authorization: Bearer <token>`` if given.
+
+    An https API is verified against ``ca`` (the system's roots without one); a certificate that does
+    not verify raises TLSError, which no retry fixes.
+    """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(
-        base_url=api_url.rstrip("/") + API_PREFIX, headers=headers, timeout=REQUEST_TIMEOUT
+        base_url=api_url.rstrip("/") + API_PREFIX,
+        headers=headers,
+        timeout=REQUEST_TIMEOUT,
+        transport=AsyncHTTPSTransport(ca),
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaleout.errors import InvalidId
+from scaleout.tls import ClientTLS
 
 DEFAULT_API_URL = "http://localhost:8092"
 CLIENT_ID_FILE = "client_id"
@@ -47,6 +48,8 @@ class ClientSettings:
     # Upload chunks: the combiner holds ~2 of them per open upload until written, so 1 MiB (the low end
     # of the wire contract) keeps 16 concurrent uploads at ~50 MB there, at the same speed as 2 MiB.
     chunk_size: int = 1024 * 1024
+    # How an https API and combiners that serve TLS are verified, and the certificate for mutual TLS.
+    tls: ClientTLS = field(default_factory=ClientTLS)
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:

@@ -27,11 +27,13 @@ from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
 from scaleout.credentials import Authenticator, controller_token
 from scaleout.proto import scaleout_pb2_grpc as rpc
+from scaleout.proto.channels import server_credentials
 from scaleout.store import open_model_repository, open_statestore
 from scaleout.store.entities import Combiner as CombinerRecord
 from scaleout.store.entities import NodeStatus
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import Statestore
+from scaleout.tls import warn_if_exposed
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,11 @@ class Combiner:
         )
         address = f"{self.settings.host}:{self.settings.port}"
         try:
-            self.port = server.add_insecure_port(address)
+            if self.settings.tls is None:
+                self.port = server.add_insecure_port(address)
+                warn_if_exposed(log, f"combiner {self.settings.name}", self.settings.host, self.port)
+            else:
+                self.port = server.add_secure_port(address, server_credentials(self.settings.tls))
         except RuntimeError as error:
             raise OSError(f"combiner cannot listen on {address}: {error}; is the port in use?") from error
         await server.start()
@@ -164,6 +170,7 @@ class Combiner:
             status=status,
             last_seen=datetime.now(UTC),
             client_count=len(self.registry.online()),
+            tls=self.settings.tls is not None,
         )
         await asyncio.to_thread(self.statestore.combiners.upsert, record)
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
+from scaleout.tls import ServerTLS
 
 GIB = 1024**3
 
@@ -36,6 +37,8 @@ class CombinerSettings:
     credential_refresh: float = 5.0
     # Client records are rewritten on heartbeats at most this often (connects/disconnects always).
     client_write_interval: float = 5.0
+    # TLS for every gRPC service (None: plaintext, for loopback); recorded so clients dial accordingly.
+    tls: ServerTLS | None = None
 
     @property
     def address(self) -> str:

@@ -16,9 +16,10 @@ import grpc
 from scaleout.controller.settings import ControllerSettings
 from scaleout.errors import RoundFailed
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
-from scaleout.proto.auth import token_interceptors
+from scaleout.proto.channels import certificate_refusal, open_channel
 from scaleout.store.entities import Combiner, NodeStatus, utcnow
 from scaleout.store.statestore import Statestore
+from scaleout.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +38,28 @@ def combiner_target(combiner: Combiner) -> str:
 class CombinerChannels:
     """One grpc.aio channel per combiner address, reused across rounds (HTTP/2 reconnects by itself)."""
 
-    def __init__(self, max_message_size: int, token: str | None = None) -> None:
-        self._interceptors = token_interceptors(token)
+    def __init__(self, max_message_size: int, token: str | None = None, tls: ClientTLS | None = None) -> None:
+        self._token = token
+        self._tls = tls or ClientTLS()
         self._options = [
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.max_receive_message_length", max_message_size),
         ]
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[tuple[str, bool], grpc.aio.Channel] = {}
 
     def stub(self, combiner: Combiner) -> scaleout_pb2_grpc.ControlStub:
         """A Control stub for the combiner; must be called on the controller's event loop."""
-        target = combiner_target(combiner)
-        channel = self._channels.get(target)
+        # Keyed by TLS too: a combiner restarted with TLS at the same address needs a new channel.
+        key = (combiner_target(combiner), combiner.tls)
+        channel = self._channels.get(key)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                target, options=self._options, interceptors=self._interceptors
-            )
-            self._channels[target] = channel
+            channel = open_channel(key[0], self._tls if combiner.tls else None, self._token, self._options)
+            self._channels[key] = channel
         return scaleout_pb2_grpc.ControlStub(channel)
+
+    def refusal(self, combiner: Combiner, error: grpc.RpcError) -> str | None:
+        """Why the combiner's certificate was refused, naming the CA file and the fix; None otherwise."""
+        return certificate_refusal(error, combiner_target(combiner), self._tls if combiner.tls else None)
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
@@ -125,7 +130,7 @@ async def _client_count(channels: CombinerChannels, combiner: Combiner, deadline
         info = await channels.stub(combiner).Info(scaleout_pb2.CombinerInfoRequest(), timeout=deadline)
     except grpc.aio.AioRpcError as err:
         log.warning("combiner %s at %s: Info failed: %s", combiner.id, combiner_target(combiner), err.code())
-        return 0, _rpc_error(combiner.id, err, deadline, "Info")
+        return 0, channels.refusal(combiner, err) or _rpc_error(combiner.id, err, deadline, "Info")
     if not info.clients:
         return 0, "0 connected clients"
     return len(info.clients), ""

@@ -53,7 +53,9 @@ class Controller:
 
     async def start(self) -> list[str]:
         """Fail sessions a crash left Started (nothing is resumed yet); returns their ids."""
-        self._channels = CombinerChannels(self.settings.grpc_max_message_size, self.settings.token)
+        self._channels = CombinerChannels(
+            self.settings.grpc_max_message_size, self.settings.token, self.settings.tls
+        )
         self._lock = asyncio.Lock()
         page = await asyncio.to_thread(self.statestore.sessions.list, {"status": SessionStatus.STARTED.value})
         for session in page.items:

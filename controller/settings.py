@@ -1,6 +1,8 @@
 """The controller's settings: built once by the app factory or CLI and passed down."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from scaleout.tls import ClientTLS
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class ControllerSettings:
     work_dir: str | None = None
     # The federation's shared token (the API's), sent on every Control call; None for open combiners.
     token: str | None = None
+    # How combiners that serve TLS are verified (their record says so), and the certificate presented
+    # to those that require mutual TLS. Combiners without TLS are dialled in plaintext.
+    tls: ClientTLS = field(default_factory=ClientTLS)
 
     def retry_backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` + 1 of a failed round."""

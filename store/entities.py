@@ -175,6 +175,7 @@ class Combiner(Entity):
     status: NodeStatus = NodeStatus.ONLINE
     last_seen: datetime = Field(default_factory=utcnow)
     client_count: int = Field(0, ge=0)
+    tls: bool = Field(False, description="serves gRPC over TLS: clients and the controller dial it with TLS")
 
 
 class Package(Entity):

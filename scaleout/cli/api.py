@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
 
 from scaleout.api.settings import ApiSettings
 from scaleout.cli.common import log_level_option, storage_options
+from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.store.uri import S3Credentials
+from scaleout.tls import ClientTLS, ServerTLS, warn_if_exposed
 
 DEFAULTS = ApiSettings()  # the flags' defaults are the settings' own
 
@@ -64,6 +67,8 @@ def api_group() -> None:
     show_default=True,
     help="Largest package or seed model upload.",
 )
+@server_tls_options(mutual=False)
+@client_tls_options
 @log_level_option
 def start(
     host: str,
@@ -74,9 +79,15 @@ def start(
     controller_token: str | None,
     public_docs: bool,
     max_upload_bytes: int,
+    server_tls: ServerTLS | None,
+    tls: ClientTLS,
     log_level: str,
 ) -> None:
-    """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself."""
+    """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself.
+
+    With --tls-cert/--tls-key it serves https. --tls-ca and --tls-client-cert/--tls-client-key are
+    how the controller it hosts verifies combiners that serve TLS and proves itself to them.
+    """
     import uvicorn
 
     from scaleout.api.app import create_app
@@ -91,5 +102,9 @@ def start(
         public_docs=public_docs,
         max_upload_bytes=max_upload_bytes,
         s3_credentials=S3Credentials.from_env(os.environ),
+        combiner_tls=tls,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+    ssl = {} if server_tls is None else {"ssl_certfile": server_tls.cert, "ssl_keyfile": server_tls.key}
+    if server_tls is None:
+        warn_if_exposed(logging.getLogger("scaleout.api"), "the API", host, port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on", **ssl)

@@ -15,7 +15,9 @@ from scaleout.cli.common import configure_logging, env_dir_option, log_level_opt
 from scaleout.cli.credentials import enrollment_group, token_group
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, short_id, when
+from scaleout.cli.tls import client_tls_options
 from scaleout.client.settings import ClientSettings, validate_client_id
+from scaleout.tls import ClientTLS
 
 DEFAULT_WORK_ROOT = Path(".scaleout")
 DEFAULTS = ClientSettings()  # the flags' defaults are the settings' own
@@ -114,6 +116,7 @@ def client_group() -> None:
     help="Without --data-partition: hold the first partition no other running client holds, by a lock "
     "in this folder shared by the clients of one host (e.g. a compose volume for replicas).",
 )
+@client_tls_options
 @log_level_option
 def start(
     api_url: str,
@@ -131,6 +134,7 @@ def start(
     data_partition: int | None,
     num_partitions: int | None,
     partition_claim_dir: Path | None,
+    tls: ClientTLS,
     log_level: str,
 ) -> None:
     """Connect to the federation and serve training and validation tasks until stopped (Ctrl-C)."""
@@ -180,6 +184,7 @@ def start(
             assign_timeout=assign_timeout,
             task_timeout=task_timeout,
             reconnect_attempts=reconnect_attempts,
+            tls=tls,
         )
         asyncio.run(EdgeClient(settings).run())
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from scaleout.cli.common import configure_logging, log_level_option, storage_options, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, when
+from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.store.uri import S3Credentials
+from scaleout.tls import ClientTLS, ServerTLS
 
 # The settings' defaults are the flags' defaults: one definition of each.
 DEFAULTS = CombinerSettings()
@@ -121,6 +124,7 @@ def combiner_group() -> None:
     show_default=True,
     help="Seconds a client credential check is cached and between looks for revoked ones.",
 )
+@server_tls_options(mutual=True)
 @log_level_option
 def start(
     host: str,
@@ -138,9 +142,14 @@ def start(
     client_rate_limit: float,
     client_burst: int,
     credential_refresh: float,
+    server_tls: ServerTLS | None,
     log_level: str,
 ) -> None:
-    """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline."""
+    """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline.
+
+    With --tls-cert/--tls-key every gRPC service is TLS, and the combiner's record says so, so that
+    clients and the controller dial it with TLS.
+    """
     import asyncio
 
     from scaleout.combiner.server import serve
@@ -166,6 +175,7 @@ def start(
             client_rate_limit=client_rate_limit,
             client_burst=client_burst,
             credential_refresh=credential_refresh,
+            tls=server_tls,
         )
         try:
             asyncio.run(serve(settings))
@@ -195,24 +205,40 @@ def start(
     help="The admin token (env SCALEOUT_API_TOKEN), or the controller token of a combiner given only "
     "that, if the combiner requires credentials.",
 )
-def health(host: str, port: int, timeout: float, token: str | None) -> None:
+@click.option(
+    "--tls",
+    "use_tls",
+    is_flag=True,
+    help="Dial with TLS (implied by --tls-ca or --tls-client-cert), verifying the combiner's certificate.",
+)
+@client_tls_options
+def health(host: str, port: int, timeout: float, token: str | None, use_tls: bool, tls: ClientTLS) -> None:
     """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""
+    import asyncio
+
     import grpc
 
+    from scaleout.proto.channels import certificate_refusal
+
+    target = f"{host}:{port}"
+    dial_tls = tls if use_tls or tls.ca is not None or tls.cert is not None else None
+    try:
+        info = asyncio.run(_info(target, dial_tls, token, timeout))
+    except grpc.RpcError as error:
+        reason = certificate_refusal(error, target, dial_tls) or f"{error.code().name}: {error.details()}"
+        click.echo(f"combiner at {target} is not healthy: {reason}", err=True)
+        sys.exit(1)
+    click.echo(f"combiner {info.name} at {target} is serving {len(info.clients)} client(s)")
+
+
+async def _info(target: str, tls: ClientTLS | None, token: str | None, timeout: float) -> Any:
+    """Control.Info over the same channel the controller opens."""
     from scaleout.proto import scaleout_pb2 as pb
     from scaleout.proto import scaleout_pb2_grpc as rpc
-    from scaleout.proto.auth import AUTHORIZATION, bearer_value
+    from scaleout.proto.channels import open_channel
 
-    metadata = [(AUTHORIZATION, bearer_value(token))] if token else None
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
-        try:
-            info = rpc.ControlStub(channel).Info(pb.CombinerInfoRequest(), timeout=timeout, metadata=metadata)
-        except grpc.RpcError as error:
-            click.echo(
-                f"combiner at {host}:{port} is not healthy: {error.code().name}: {error.details()}", err=True
-            )
-            sys.exit(1)
-    click.echo(f"combiner {info.name} at {host}:{port} is serving {len(info.clients)} client(s)")
+    async with open_channel(target, tls, token) as channel:
+        return await rpc.ControlStub(channel).Info(pb.CombinerInfoRequest(), timeout=timeout)
 
 
 @combiner_group.command("list")

@@ -1,5 +1,6 @@
 """The `scaleout` command: one click group, each command family in its own module."""
 
+import os
 from pathlib import Path
 
 import click
@@ -22,6 +23,9 @@ from scaleout.cli.config import load_config
 )
 def cli() -> None:
     """scaleout-edge: federated learning where the data stays with its owners."""
+    # gRPC's C core logs each failed TLS handshake on stderr at INFO; our errors say it in one line
+    # (set GRPC_VERBOSITY=INFO or DEBUG to see it). Set here, before any command imports grpc.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 from scaleout.cli.package import package_group  # noqa: E402  (registered after cli exists)
@@ -52,3 +56,6 @@ cli.add_command(model_group)
 cli.add_command(round_group)
 cli.add_command(validation_group)
 cli.add_command(init_command)
+from scaleout.cli.certs import certs_group  # noqa: E402
+
+cli.add_command(certs_group)

@@ -11,6 +11,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ import click
 import httpx
 
 from scaleout.api.client import APIClient, APIError
+from scaleout.cli.tls import ca_option
 from scaleout.client.settings import DEFAULT_API_URL
 from scaleout.errors import ScaleoutError
 
@@ -59,10 +61,12 @@ class Remote:
     url: str
     token: str | None = None
     as_json: bool = False
+    tls_ca: Path | None = None  # an https API is verified against it (None: the system's roots)
 
     def client(self, timeout: float = 60.0) -> APIClient:
         endpoint = parse_api_url(self.url)
-        return APIClient(endpoint.host, endpoint.port, endpoint.secure, self.token, timeout=timeout)
+        verify = str(self.tls_ca) if self.tls_ca else True
+        return APIClient(endpoint.host, endpoint.port, endpoint.secure, self.token, timeout, verify)
 
     @contextlib.contextmanager
     def connect(self, timeout: float = 60.0) -> Iterator[APIClient]:
@@ -97,9 +101,11 @@ def api_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --api-url, --token and --json; the command receives them as one `remote: Remote`."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, api_url: str, token: str | None, as_json: bool, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, api_url: str, token: str | None, as_json: bool, tls_ca: Path | None, **kwargs: Any
+    ) -> Any:
         parse_api_url(api_url)  # a bad URL is a usage error before anything runs
-        return command(*args, remote=Remote(api_url.rstrip("/"), token or None, as_json), **kwargs)
+        return command(*args, remote=Remote(api_url.rstrip("/"), token or None, as_json, tls_ca), **kwargs)
 
     options = [
         click.option(
@@ -118,6 +124,7 @@ def api_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--json", "as_json", is_flag=True, help="Print the API's JSON answer instead of a table."
         ),
+        ca_option,
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

@@ -23,10 +23,12 @@ def activate_package(server: ApiServer, helper: str = "numpyhelper") -> None:
         assert http.post("/packages/", files=files, data={"helper": helper}).status_code == 201
 
 
-def add_combiner(server: ApiServer, name: str, clients: int, seen_ago: float = 0.0) -> Combiner:
+def add_combiner(
+    server: ApiServer, name: str, clients: int, seen_ago: float = 0.0, tls: bool = False
+) -> Combiner:
     combiner = Combiner(
         id=name, name=name, address=f"{name}.local", port=12080, client_count=clients,
-        status=NodeStatus.ONLINE, last_seen=utcnow() - timedelta(seconds=seen_ago),
+        status=NodeStatus.ONLINE, last_seen=utcnow() - timedelta(seconds=seen_ago), tls=tls,
     )  # fmt: skip
     server.statestore.combiners.upsert(combiner)
     for index in range(clients):
@@ -86,12 +88,27 @@ def test_the_least_loaded_online_combiner_is_assigned_and_the_client_recorded(
     assert response.status_code == 200
     assert response.json() == {
         "client_id": "edge-7",
-        "combiner": {"host": "quiet.local", "port": 12080, "name": "quiet"},
+        "combiner": {"host": "quiet.local", "port": 12080, "name": "quiet", "tls": False},
         "package": "remote",
         "helper_type": "binaryhelper",
     }
     client = server.statestore.clients.get("edge-7")
     assert client.combiner_id == "quiet" and client.name == "seven"
+
+
+def test_the_answer_tells_the_client_that_its_combiner_speaks_tls(server: ApiServer, http: httpx.Client):
+    activate_package(server)
+    add_combiner(server, "secure", clients=0, tls=True)
+
+    response = http.post("/clients/add", json={"client_id": "c1", "name": "c1"})
+
+    assert response.status_code == 200
+    assert response.json()["combiner"] == {
+        "host": "secure.local",
+        "port": 12080,
+        "name": "secure",
+        "tls": True,
+    }
 
 
 def test_a_burst_of_clients_is_spread_over_the_combiners_at_once(server: ApiServer, http: httpx.Client):

@@ -60,3 +60,24 @@ def test_rejected_token_stops_at_once_with_a_hint() -> None:
 
 def test_ipv6_combiner_host_is_bracketed_for_grpc() -> None:
     assert Assignment("c", "::1", 12080, "c1", "remote", "numpyhelper").address == "[::1]:12080"
+
+
+def test_the_api_saying_tls_makes_the_assignment_tls() -> None:
+    status, body = assigned(4242, name="c1", package="remote")
+    with ApiDouble([(status, {**body, "combiner": {**body["combiner"], "tls": True}})]) as api:
+        assert assign(api.url, timeout=None).tls is True
+    with ApiDouble([assigned(4242)]) as api:  # an API that predates TLS says nothing: plaintext
+        assert assign(api.url, timeout=None).tls is False
+
+
+def test_a_tls_value_other_than_true_or_false_is_refused_not_read_as_plaintext() -> None:
+    status, body = assigned(4242, name="c1", package="remote")
+    with (
+        ApiDouble([(status, {**body, "combiner": {**body["combiner"], "tls": "yes"}})]) as api,
+        pytest.raises(AssignmentError) as refused,
+    ):
+        assign(api.url, timeout=None)
+    assert str(refused.value) == (
+        "the API's answer to /clients/add has tls='yes', not true or false; "
+        "are the client and the API the same version?"
+    )

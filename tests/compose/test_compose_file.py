@@ -7,6 +7,7 @@ inside their containers (mongosh, `mc ready local`) and that the replicas share 
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -16,13 +17,15 @@ from tests.compose.compose import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     env_example,
+    flag_value,
     resolved_config,
     run_compose,
     scaleout_services,
 )
 from tests.e2e.federation import SCALEOUT
 
-SERVICES = {"mongo", "minio", "api", "combiner", "init", "client"}
+SERVICES = {"mongo", "minio", "certs", "api", "combiner", "init", "client"}
+CERTS = "/var/lib/scaleout/certs"  # where the certs volume is mounted
 
 
 def test_the_compose_file_validates_with_the_example_env_file() -> None:
@@ -42,15 +45,17 @@ def test_the_compose_file_starts_the_issue_topology() -> None:
     config = resolved_config()
     services = config["services"]
     assert set(services) == SERVICES
-    assert set(scaleout_services(config)) == {"api", "combiner", "init", "client"}
+    assert set(scaleout_services(config)) == {"certs", "api", "combiner", "init", "client"}
     assert services["client"]["deploy"]["replicas"] == 2
     assert services["init"]["restart"] == "no"
+    assert services["certs"]["restart"] == "no"
     assert services["client"]["depends_on"] == {
         "init": {"condition": "service_completed_successfully"},
         "combiner": {"condition": "service_healthy"},
     }
     for name in ("api", "combiner"):
         assert {s: d["condition"] for s, d in services[name]["depends_on"].items()} == {
+            "certs": "service_completed_successfully",
             "mongo": "service_healthy",
             "minio": "service_healthy",
         }
@@ -61,6 +66,31 @@ def test_the_compose_file_starts_the_issue_topology() -> None:
 def test_only_the_api_is_published_and_on_loopback_by_default() -> None:
     published = {name: s["ports"] for name, s in resolved_config()["services"].items() if s.get("ports")}
     assert published == {"api": ["127.0.0.1:8092:8092/tcp"]}
+
+
+def test_tls_is_on_by_default_with_the_certificates_of_the_certs_service() -> None:
+    services = resolved_config()["services"]
+    certs = services["certs"]
+    assert certs["command"][:2] == ["certs", "create"] and "--keep-existing" in certs["command"]
+    assert certs["environment"]["SCALEOUT_CERTS_DIR"] == CERTS
+    assert certs["volumes"] == [f"certs:{CERTS}:rw"]
+    # The server certificate names every host a client dials: the API's and the combiner's.
+    hosts = {certs["command"][i + 1] for i, arg in enumerate(certs["command"]) if arg == "--host"}
+    api_host = urlsplit(services["client"]["environment"]["SCALEOUT_API_URL"]).hostname
+    assert {api_host, flag_value(services["combiner"]["command"], "--advertise-host")} <= hosts
+    for name in ("api", "combiner"):  # they serve TLS with the server certificate
+        env = services[name]["environment"]
+        assert (env["SCALEOUT_TLS_CERT"], env["SCALEOUT_TLS_KEY"]) == (
+            f"{CERTS}/server.pem",
+            f"{CERTS}/server-key.pem",
+        )
+    for name in ("api", "combiner", "init", "client"):  # they verify against the CA, mounted read-only
+        assert services[name]["environment"]["SCALEOUT_TLS_CA"] == f"{CERTS}/ca.pem"
+        assert f"certs:{CERTS}:ro" in services[name]["volumes"]
+    for name in ("init", "client"):
+        assert services[name]["environment"]["SCALEOUT_API_URL"].startswith("https://")
+    assert "https://127.0.0.1:8092/" in services["api"]["healthcheck"]["test"][-1]
+    assert "--tls" in services["combiner"]["healthcheck"]["test"]
 
 
 def test_the_clients_download_the_package_from_the_api() -> None:
@@ -76,7 +106,14 @@ def test_every_service_command_is_a_real_scaleout_command() -> None:
         test = service.get("healthcheck", {}).get("test", [])
         if test[:2] == ["CMD", "scaleout"]:
             commands.append((f"{name} healthcheck", test[2:]))
-    assert {what for what, _ in commands} >= {"api", "combiner", "init", "client", "combiner healthcheck"}
+    assert {what for what, _ in commands} >= {
+        "certs",
+        "api",
+        "combiner",
+        "init",
+        "client",
+        "combiner healthcheck",
+    }
     for what, command in commands:
         # click rejects an unknown subcommand or option even when --help follows it.
         result = subprocess.run([SCALEOUT, *command, "--help"], capture_output=True, text=True, timeout=60)

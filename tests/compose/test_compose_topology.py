@@ -1,10 +1,12 @@
 """The compose topology as processes on loopback: each service started from docker-compose.yaml's own
 `command` and `environment` (as `docker-compose config` resolves them), with only the compose network's
 host names, ports and volumes rewritten to loopback, the test's MongoDB-compatible and S3 servers
-standing in for the mongo and minio services. Two rounds prove the wiring, the remote package and
-that the two replicas of `client`, with one environment, train on different data partitions.
+standing in for the mongo and minio services. Two rounds prove the wiring (TLS on every hop, with the
+certificates of the one-shot `certs` service), the remote package and that the two replicas of
+`client`, with one environment, train on different data partitions.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +49,9 @@ def _healthcheck(service: dict[str, Any], replace: dict[str, str]) -> list[str]:
     return command
 
 
-def _healthy(command: list[str]) -> bool:
-    return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+def _healthy(command: list[str], env: dict[str, str]) -> bool:
+    """The healthcheck passes, run with the service's environment (as inside its container)."""
+    return subprocess.run(command, capture_output=True, timeout=30, env={**os.environ, **env}).returncode == 0
 
 
 def test_the_compose_services_run_two_rounds_on_loopback(
@@ -61,14 +64,16 @@ def test_the_compose_services_run_two_rounds_on_loopback(
 ) -> None:
     config = resolved_config()
     services = scaleout_services(config)
-    api, combiner, init, client = (services[name] for name in ("api", "combiner", "init", "client"))
+    api, combiner, init, client, certs = (
+        services[name] for name in ("api", "combiner", "init", "client", "certs")
+    )
     mongo_env = config["services"]["mongo"]["environment"]
     minio_env = config["services"]["minio"]["environment"]
 
     api_port, combiner_port = free_port(), free_port()
     container_api_port = int(flag_value(api["command"], "--port"))
     assert _port(api["ports"][0]) == container_api_port  # the published port is the one it listens on
-    api_url = f"http://127.0.0.1:{api_port}"
+    api_url = f"https://127.0.0.1:{api_port}"  # TLS is on by default
 
     def environment(service: dict[str, Any], volumes: Path | None = None) -> dict[str, str]:
         """The service's compose environment with the compose network's addresses made loopback."""
@@ -90,7 +95,11 @@ def test_the_compose_services_run_two_rounds_on_loopback(
             env["SCALEOUT_S3_ACCESS_KEY"] = s3_credentials.access_key
             env["SCALEOUT_S3_SECRET_KEY"] = s3_credentials.secret_key
         if "SCALEOUT_API_URL" in env:
-            assert env["SCALEOUT_API_URL"] == f"http://api:{container_api_port}"
+            # clients dial the api service; the api's own CLI (docker compose exec api) dials loopback
+            assert env["SCALEOUT_API_URL"] in {
+                f"https://api:{container_api_port}",
+                f"https://127.0.0.1:{container_api_port}",
+            }
             env["SCALEOUT_API_URL"] = api_url
         # A named volume is a folder every container of the service shares: here, one under tmp_path.
         for volume in service.get("volumes") or []:
@@ -106,13 +115,25 @@ def test_the_compose_services_run_two_rounds_on_loopback(
         path.mkdir()
         return path
 
-    fed = Federation(tmp_path, db="", models="", api_port=api_port)
+    # The test's own APIClient verifies the API against the CA the certs service makes, as init does.
+    api_tls = {key: environment(api)[key] for key in ("SCALEOUT_TLS_CERT", "SCALEOUT_TLS_CA")}
+    fed = Federation(tmp_path, db="", models="", env=api_tls, api_port=api_port)
     try:
+        # certs: one shot, before the api and the combiner, into the volume they mount.
+        process = fed._spawn("certs", certs["command"], environment(certs), cwd=workdir("certs"))
+        assert process.popen.wait(timeout=60) == 0, process.log()
+        del fed.processes["certs"]
+        assert Path(api_tls["SCALEOUT_TLS_CA"]).is_file()
+
         # api: listens where the test says, otherwise exactly the compose command.
         command = with_flag(with_flag(api["command"], "--host", "127.0.0.1"), "--port", str(api_port))
         process = fed._spawn("api", command, environment(api), cwd=workdir("api"))
         api_check = _healthcheck(api, {f"127.0.0.1:{container_api_port}": f"127.0.0.1:{api_port}"})
-        wait_until(lambda: fed._check_alive(process) or _healthy(api_check), START_TIMEOUT, "api healthy")
+        wait_until(
+            lambda: fed._check_alive(process) or _healthy(api_check, environment(api)),
+            START_TIMEOUT,
+            "api healthy",
+        )
 
         # combiner: clients dial the address it advertises, the service name `combiner` in compose.
         assert flag_value(combiner["command"], "--advertise-host") == "combiner"
@@ -123,8 +144,11 @@ def test_the_compose_services_run_two_rounds_on_loopback(
         process = fed._spawn("combiner", command, environment(combiner), cwd=workdir("combiner"))
         combiner_check = _healthcheck(combiner, {container_combiner_port: str(combiner_port)})
         wait_until(
-            lambda: fed._check_alive(process) or _healthy(combiner_check), START_TIMEOUT, "combiner healthy"
+            lambda: fed._check_alive(process) or _healthy(combiner_check, environment(combiner)),
+            START_TIMEOUT,
+            "combiner healthy",
         )
+        assert [c["tls"] for c in fed.api.get_combiners()["result"]] == [True]
 
         # init: one shot, the example package from the repository where the image has it.
         command = [arg.replace(image_examples_dir(), str(REPO / "examples")) for arg in init["command"]]

@@ -83,14 +83,20 @@ class Federation:
     processes: dict[str, Process] = field(default_factory=dict)
 
     @property
+    def tls(self) -> bool:
+        """SCALEOUT_TLS_CERT in env makes the API (and combiners) serve TLS; SCALEOUT_TLS_CA verifies it."""
+        return bool(self.env.get("SCALEOUT_TLS_CERT"))
+
+    @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
 
     @property
     def api(self) -> APIClient:
         # SCALEOUT_API_TOKEN in env reaches every process spawned (api, combiners, clients); the test's
         # APIClient uses it too.
-        return APIClient("127.0.0.1", self.api_port, token=self.env.get("SCALEOUT_API_TOKEN"))
+        token, ca = self.env.get("SCALEOUT_API_TOKEN"), self.env.get("SCALEOUT_TLS_CA")
+        return APIClient("127.0.0.1", self.api_port, self.tls, token, verify=ca or True)
 
     def _spawn(
         self,
@@ -141,7 +147,9 @@ class Federation:
         wait_until(healthy, START_TIMEOUT, "the API to answer /health")
         return process
 
-    def start_combiner(self, name: str = "combiner", port: int | None = None) -> Process:
+    def start_combiner(
+        self, name: str = "combiner", port: int | None = None, extra_env: Mapping[str, str] | None = None
+    ) -> Process:
         port = port or free_port()
         process = self._spawn(
             name,
@@ -161,6 +169,7 @@ class Federation:
                 "--registry-interval",
                 "1",
             ],
+            extra_env,
         )
 
         def registered() -> bool:
