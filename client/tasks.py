@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from scaleout.client.dispatcher import Dispatcher, RunResult
-from scaleout.client.model_transfer import download_model, upload_model
+from scaleout.client.model_transfer import Pace, download_model, upload_model
 from scaleout.client.outputs import metadata_path, read_metrics, read_train_metadata
 from scaleout.client.threads import run_blocking
 from scaleout.errors import ScaleoutError
@@ -61,7 +61,10 @@ class Link:
 
 
 class TaskRunner:
-    """Runs tasks one at a time for one client with one compute package."""
+    """Runs the tasks of one client with one compute package (``TaskLoop`` runs one at a time).
+
+    Every call to the combiner has a deadline: ``rpc_deadline`` for reports, ``pace`` for models.
+    """
 
     def __init__(
         self,
@@ -69,13 +72,17 @@ class TaskRunner:
         work_dir: Path,
         client_id: str,
         chunk_size: int,
-        task_timeout: float | None = None,
+        task_timeout: float | None,
+        rpc_deadline: float,
+        pace: Pace,
     ) -> None:
         self.dispatcher = dispatcher
         self.work_dir = work_dir
         self.client_id = client_id
         self.chunk_size = chunk_size
         self.task_timeout = task_timeout
+        self.rpc_deadline = rpc_deadline
+        self.pace = pace
         self.running: str | None = None  # the entry point running now, for the shutdown log
 
     async def run(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
@@ -117,7 +124,7 @@ class TaskRunner:
         update_id = uuid.uuid4().hex
         await _grpc_step(
             "upload of the update",
-            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size),
+            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size, self.pace),
         )
         update = scaleout_pb2.ModelUpdate(
             client_id=self.client_id,
@@ -130,7 +137,9 @@ class TaskRunner:
             config=task.data,
         )
         update.timestamp.GetCurrentTime()
-        response = await _grpc_step("SendModelUpdate", link.combiner.SendModelUpdate(update))
+        response = await _grpc_step(
+            "SendModelUpdate", link.combiner.SendModelUpdate(update, timeout=self.rpc_deadline)
+        )
         _log_answer("update", task, response.response)
 
     async def _validate(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> None:
@@ -146,7 +155,9 @@ class TaskRunner:
             session_id=task.session_id,
         )
         validation.timestamp.GetCurrentTime()
-        response = await _grpc_step("SendModelValidation", link.combiner.SendModelValidation(validation))
+        response = await _grpc_step(
+            "SendModelValidation", link.combiner.SendModelValidation(validation, timeout=self.rpc_deadline)
+        )
         _log_answer("validation", task, response.response)
 
     async def _stage_model(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> Path:
@@ -157,7 +168,8 @@ class TaskRunner:
         files.append(meta_path)
         meta_path.write_text(json.dumps(settings), encoding="utf-8")
         await _grpc_step(
-            f"download of model {task.model_id}", download_model(link.models, task.model_id, in_path)
+            f"download of model {task.model_id}",
+            download_model(link.models, task.model_id, in_path, self.pace),
         )
         return in_path
 
@@ -180,8 +192,19 @@ class TaskRunner:
         files.append(path)
         return path
 
+    async def report_abandoned(self, task: scaleout_pb2.TaskRequest, link: Link, reason: str) -> None:
+        """Tell the task's combiner it will get no answer to it, when the connection still stands."""
+        logger.warning(
+            "%s task %s (round %s) abandoned: %s", _kind(task), task.correlation_id, task.round_id, reason
+        )
+        if not link.closed:
+            await self._send_failure(task, link, f"task abandoned by the client: {reason}")
+
     async def _report_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
         logger.error("%s task %s failed: %s", _kind(task), task.correlation_id, error)
+        await self._send_failure(task, link, error)
+
+    async def _send_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
         status = scaleout_pb2.Status(
             client_id=self.client_id,
             status=json.dumps(
@@ -197,7 +220,7 @@ class TaskRunner:
         )
         status.timestamp.GetCurrentTime()
         try:
-            await link.combiner.SendStatus(status)
+            await link.combiner.SendStatus(status, timeout=self.rpc_deadline)
         except (grpc.RpcError, grpc.aio.UsageError) as exc:
             logger.error(
                 "could not report the failure of task %s to combiner %s (%s); its round will time it out",
@@ -212,7 +235,14 @@ async def _grpc_step(what: str, call: Any) -> Any:
     try:
         return await call
     except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise TaskFailed(
+                f"{what} failed: no answer within its deadline (client settings rpc_deadline, "
+                "min_transfer_rate)"
+            ) from exc
         raise TaskFailed(f"{what} failed: {exc.code().name}: {exc.details()}") from exc
+    except grpc.aio.UsageError as exc:  # the channel was closed under the call: the connection is gone
+        raise TaskFailed(f"{what} failed: the connection to the combiner closed") from exc
 
 
 def _task_data(task: scaleout_pb2.TaskRequest) -> dict[str, Any]:
