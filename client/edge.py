@@ -230,6 +230,8 @@ class EdgeClient:
             scaleout_pb2_grpc.ModelServiceStub(channel),
             name=assignment.combiner,
         )
+        if self._tasks is not None:
+            self._tasks.use_link(link)
         hello = scaleout_pb2.ClientAvailableMessage(
             client_id=self.client_id,
             data=json.dumps({"name": self.name}),

@@ -10,7 +10,8 @@ one runs, when:
   and the task's answer can no longer be sent on that connection.
 
 Abandoning cancels the task's calls, stops its entry point (and that entry point's children), and
-reports the abandonment to the combiner when the task's connection still stands.
+reports the abandonment to the combiner: on the task's connection, or on the one that replaced it (a
+combiner that has not yet noticed the old connection gone then need not wait for the task).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scaleout.client.tasks import Link, TaskRunner
+from scaleout.client.tasks import Link, TaskRunner, kind
 from scaleout.proto import scaleout_pb2
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ class TaskLoop:
         self._pending: deque[tuple[scaleout_pb2.TaskRequest, Link]] = deque()
         self._arrived = asyncio.Event()
         self._running: _Running | None = None
+        self._link: Link | None = None  # the newest connection, for reports of abandoned tasks
+        self._unreported: list[tuple[scaleout_pb2.TaskRequest, str]] = []  # abandoned while none stood
+        self._reports: set[asyncio.Task[None]] = set()
+
+    def use_link(self, link: Link) -> None:
+        """A new connection to the combiner: abandoned tasks are reported on it from now."""
+        self._link = link
+        unreported, self._unreported = self._unreported, []
+        for task, reason in unreported:
+            report = asyncio.create_task(self._runner.report_abandoned(task, link, reason))
+            self._reports.add(report)
+            report.add_done_callback(self._reports.discard)
 
     def submit(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
         """Queue a task; a task of another round supersedes the running and the queued ones."""
@@ -92,10 +105,22 @@ class TaskLoop:
 
     async def _wind_down(self, running: _Running) -> None:
         """Stop the abandoned task's entry point before the next task starts one, then report it."""
+        task = running.task
+        logger.warning(
+            "%s task %s (round %s) abandoned: %s",
+            kind(task),
+            task.correlation_id,
+            task.round_id,
+            running.abandoned,
+        )
         if stopped := await asyncio.to_thread(self._stop_entry_points):
             logger.warning(
                 "stopped the entry point of abandoned task %s (%d process group(s))",
-                running.task.correlation_id,
+                task.correlation_id,
                 stopped,
             )
-        await self._runner.report_abandoned(running.task, running.link, running.abandoned)
+        link = running.link if not running.link.closed else self._link
+        if link is not None and not link.closed:
+            await self._runner.report_abandoned(task, link, running.abandoned)
+        else:
+            self._unreported.append((task, running.abandoned))

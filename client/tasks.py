@@ -97,7 +97,7 @@ class TaskRunner:
             else:
                 raise TaskFailed(f"unknown task type {task.type!r}; this client runs {TRAIN} and {VALIDATE}")
             elapsed = asyncio.get_running_loop().time() - started
-            logger.info("%s task %s done in %.2f s", _kind(task), task.correlation_id, elapsed)
+            logger.info("%s task %s done in %.2f s", kind(task), task.correlation_id, elapsed)
         except Exception as exc:  # every failure is the task's reason, reported to the combiner
             if not isinstance(exc, ScaleoutError | grpc.RpcError | OSError):
                 logger.exception("unexpected error in task %s (a bug in the client)", task.correlation_id)
@@ -193,15 +193,11 @@ class TaskRunner:
         return path
 
     async def report_abandoned(self, task: scaleout_pb2.TaskRequest, link: Link, reason: str) -> None:
-        """Tell the task's combiner it will get no answer to it, when the connection still stands."""
-        logger.warning(
-            "%s task %s (round %s) abandoned: %s", _kind(task), task.correlation_id, task.round_id, reason
-        )
-        if not link.closed:
-            await self._send_failure(task, link, f"task abandoned by the client: {reason}")
+        """Tell the combiner of ``link`` that ``task`` will get no answer from this client."""
+        await self._send_failure(task, link, f"task abandoned by the client: {reason}")
 
     async def _report_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
-        logger.error("%s task %s failed: %s", _kind(task), task.correlation_id, error)
+        logger.error("%s task %s failed: %s", kind(task), task.correlation_id, error)
         await self._send_failure(task, link, error)
 
     async def _send_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
@@ -261,7 +257,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, ScaleoutError) else f"{type(exc).__name__}: {exc}"
 
 
-def _kind(task: scaleout_pb2.TaskRequest) -> str:
+def kind(task: scaleout_pb2.TaskRequest) -> str:
     return {TRAIN: "train", VALIDATE: "validate"}.get(task.type, task.type or "untyped")
 
 

@@ -172,10 +172,18 @@ def test_a_task_whose_connection_closes_is_abandoned_and_the_client_serves_the_n
                     second.push(CLIENT_ID, train_task(CLIENT_ID, "m1", round_id="r1", correlation_id="after"))
                     update = await next_item(second.updates, client, "the update after the restart")
                     assert not is_running(stuck), "the abandoned entry point still runs"
+                    status = await next_item(
+                        second.statuses, client, "the abandonment, reported on reconnect"
+                    )
                 finally:
                     _open_gate(gate)
                     await server.stop(None)
             assert update.correlation_id == "after"
+            report = json.loads(status.status)
+            assert (report["correlation_id"], report["round_id"]) == ("cut", "r1")
+            assert report["error"] == (
+                "task abandoned by the client: the connection to combiner combiner it came on closed"
+            )
 
     with caplog.at_level(logging.INFO):
         run(scenario())
