@@ -219,7 +219,7 @@ class TaskRunner:
             await link.combiner.SendStatus(status, timeout=self.rpc_deadline)
         except (grpc.RpcError, grpc.aio.UsageError) as exc:
             logger.error(
-                "could not report the failure of task %s to combiner %s (%s); its round will time it out",
+                "could not report the failure of task %s to combiner %s (%s)",
                 task.correlation_id,
                 link.name,
                 _describe(exc),

@@ -93,7 +93,7 @@ async def test_a_round_left_below_min_clients_fails_naming_the_gone_clients(tmp_
 async def test_a_hung_client_is_dropped_from_its_round_by_keepalive(tmp_path):
     # SIGSTOP: the process keeps its connection open but answers nothing, as a hung machine does.
     async with (
-        running_combiner(tmp_path, keepalive_time=0.5, keepalive_timeout=0.5) as combiner,
+        running_combiner(tmp_path, keepalive_time=1, keepalive_timeout=2) as combiner,
         clients(combiner, "a") as (a,),
         controller(combiner) as ctl,
     ):

@@ -207,7 +207,7 @@ def test_a_client_paused_mid_task_leaves_the_round_at_once_and_trains_again_once
     env = {
         **ENV,
         "SCALEOUT_COMBINER_KEEPALIVE_TIME": "1",
-        "SCALEOUT_COMBINER_KEEPALIVE_TIMEOUT": "1",
+        "SCALEOUT_COMBINER_KEEPALIVE_TIMEOUT": "2",
         "SCALEOUT_RPC_DEADLINE": "2",
     }
     with federation(tmp_path, f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models", env) as fed:
@@ -230,7 +230,7 @@ def test_a_client_paused_mid_task_leaves_the_round_at_once_and_trains_again_once
                 return bool(rounds) and rounds[0]["status"] == "Failed"
 
             wait_until(first_attempt_failed, 60, "the paused client's round to end without it")
-            time.sleep(6)  # the pause itself: past the keepalive (2 s) and the client's deadlines (2 s)
+            time.sleep(6)  # the pause itself: past the keepalive (3 s) and the client's deadlines (2 s)
         finally:
             os.kill(paused, signal.SIGCONT)
 
