@@ -65,8 +65,9 @@ def keepalive_options(keepalive_time: float, keepalive_timeout: float) -> list[t
     settings (20 s + "10 s") noticed a SIGSTOPped client after ~80 s. Both are set, so a hang is
     noticed within ``keepalive_time + keepalive_timeout`` (default 10 + 5: measured 14.5 s,
     benchmarks/liveness_bench.py); a killed client at once, as its kernel resets the connection.
-    The cost is one ping and ack per idle connection per ``keepalive_time``, in C-core threads: 500 a
-    second for 5,000 idle clients, where unary heartbeats would cost an RPC each on the event loop.
+    The cost is one ping and ack per idle connection per ``keepalive_time``, in C-core threads, not an
+    RPC on the event loop: 1,000 idle client connections took 0.4 % of a core at 10 s (0.1 % without
+    pings) and 2 % at 2 s (500 pings/s), so 5,000 idle clients at the default cost ~2 %.
     """
     timeout_ms = round(keepalive_timeout * 1000)
     return [
