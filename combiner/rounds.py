@@ -253,10 +253,14 @@ class RoundHandler:
         training.progress("published", message=f"train tasks published to {count} client(s)")
 
     def _client_left(self, client_id: str) -> None:
-        """A task stream closed: a selected client that has not reported leaves the running round."""
+        """A task stream closed: a client that has not answered leaves the running round and validations."""
         training = self._round
         if training is not None:
             training.leave(client_id)
+        for correlation_id, run in list(self._validations.items()):
+            if run.client_of.get(correlation_id) == client_id and client_id not in run.reporting:
+                run.reporting.add(client_id)
+                run.settle(client_id, f"client {client_id} left before validating: its task stream closed")
 
     def _shortfall(self, training: TrainingRound, accepted: int, min_clients: int) -> str:
         config = training.config

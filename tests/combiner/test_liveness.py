@@ -123,12 +123,17 @@ class PausedRepository(FileModelRepository):
         super().__init__(root)
         self.writing = threading.Event()
         self.release = threading.Event()
+        self.deleted: list[str] = []
 
     def put(self, kind, object_id, source):
         if kind == "models" and isinstance(source, Path):  # the aggregate (seeds come as streams)
             self.writing.set()
             self.release.wait(WAIT)
         return super().put(kind, object_id, source)
+
+    def delete(self, kind, object_id):
+        super().delete(kind, object_id)
+        self.deleted.append(object_id)
 
 
 async def test_an_aggregate_written_for_a_controller_that_went_away_is_deleted(tmp_path):
@@ -149,8 +154,9 @@ async def test_an_aggregate_written_for_a_controller_that_went_away_is_deleted(t
                 await round_task
             repository.release.set()  # the write ends; nobody will get a result naming its model
             async with asyncio.timeout(WAIT):
-                while model_files(tmp_path) != [seed_id]:  # no event marks the deletion from outside
+                while not repository.deleted:  # the deletion runs in a worker thread: no event to await
                     await asyncio.sleep(0.05)
+            assert model_files(tmp_path) == [seed_id]
     finally:
         repository.release.set()
         await combiner.stop()
@@ -170,3 +176,22 @@ def test_leftover_uploads_and_aggregates_of_a_killed_combiner_are_deleted_at_sta
     finally:
         statestore.close()
     assert list((work / "updates").iterdir()) == [] and list((work / "aggregates").iterdir()) == []
+
+
+async def test_a_client_whose_stream_closes_leaves_a_validation_which_ends_at_once(tmp_path):
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a", "b") as (a, b),
+        controller(combiner) as ctl,
+    ):
+        validation = ctl.start_validation(model_id=put_seed(combiner, SEED), timeout=HOUR)
+        task_a = await a.next_task()
+        await b.next_task()
+        assert await a.validate(task_a, {"accuracy": 0.5}) == "accepted"
+        await b.close()
+        result = await asyncio.wait_for(validation, WAIT)
+
+    assert result.ok and result.validations == 1
+    assert [(r.client_id, r.reason) for r in result.rejected] == [
+        ("b", "client b left before validating: its task stream closed")
+    ]
