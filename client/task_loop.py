@@ -3,9 +3,10 @@
 One at a time, so two entry points never compete for the machine. A task is abandoned, and the next
 one runs, when:
 
-- a task of another round arrives: the combiner runs one round at a time, so the round of the
-  running task is over there and its answer would be refused as stale (a stuck entry point or call
-  of an old round must not hold every later round);
+- a train task of another round arrives: the combiner runs one training round at a time, so the
+  round of the running task is over there and its answer would be refused as stale (a stuck entry
+  point or call of an old round must not hold every later round). A validate task never supersedes:
+  validations may overlap a training round at the combiner, so it waits for its turn;
 - the connection the task came on closes: the combiner has dropped this client from that round,
   and the task's answer can no longer be sent on that connection.
 
@@ -22,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scaleout.client.tasks import Link, TaskRunner, kind
+from scaleout.client.tasks import TRAIN, Link, TaskRunner, kind
 from scaleout.proto import scaleout_pb2
 
 logger = logging.getLogger(__name__)
@@ -59,14 +60,15 @@ class TaskLoop:
             report.add_done_callback(self._reports.discard)
 
     def submit(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
-        """Queue a task; a task of another round supersedes the running and the queued ones."""
-        newer = f"superseded by task {task.correlation_id} of round {task.round_id}"
-        running = self._running
-        if running is not None and running.task.round_id != task.round_id:
-            self._abandon(running, newer)
-        for item in [item for item in self._pending if item[0].round_id != task.round_id]:
-            self._pending.remove(item)
-            logger.warning("dropping task %s before it started: %s", item[0].correlation_id, newer)
+        """Queue a task; a train task of another round supersedes the running task and queued train tasks."""
+        if task.type == TRAIN:
+            newer = f"superseded by task {task.correlation_id} of round {task.round_id}"
+            running = self._running
+            if running is not None and running.task.round_id != task.round_id:
+                self._abandon(running, newer)
+            for item in [i for i in self._pending if i[0].type == TRAIN and i[0].round_id != task.round_id]:
+                self._pending.remove(item)
+                logger.warning("dropping task %s before it started: %s", item[0].correlation_id, newer)
         self._pending.append((task, link))
         self._arrived.set()
 

@@ -27,6 +27,7 @@ from tests.client.doubles import (
     serving,
     start_combiner,
     train_task,
+    validate_task,
 )
 from tests.client.test_edge import CLIENT_ID, WEIGHTS, _open_gate, leftover_task_files, run, settings_for
 
@@ -76,6 +77,34 @@ def test_a_task_of_a_newer_round_supersedes_a_stuck_entry_point(tmp_path: Path) 
         assert report["error"] == "task abandoned by the client: superseded by task new of round r2"
         assert (update.correlation_id, update.round_id) == ("new", "r2")
         assert leftover_task_files(tmp_path / "work") == []
+
+    run(scenario())
+
+
+def test_a_validate_task_waits_for_the_running_train_task_instead_of_superseding_it(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "pkg")
+    gate = package / "gate"
+    os.mkfifo(gate)
+
+    async def scenario() -> None:
+        double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
+        server, port = await start_combiner(double)
+        try:
+            with ApiDouble([assigned(port)]) as api:
+                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
+                    await next_item(double.streams_opened, client, "the task stream")
+                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r2", correlation_id="train"))
+                    await started_train(package)
+                    double.push(CLIENT_ID, validate_task(CLIENT_ID, "m0", correlation_id="validate"))
+                    await asyncio.to_thread(gate.write_text, "go")
+                    update = await next_item(double.updates, client, "the train task's update")
+                    validation = await next_item(double.validations, client, "the validation after it")
+        finally:
+            _open_gate(gate)
+            await server.stop(None)
+
+        assert (update.correlation_id, validation.correlation_id) == ("train", "validate")
+        assert double.statuses.empty()
 
     run(scenario())
 
