@@ -145,7 +145,7 @@ class EdgeClient:
                 settings.rpc_deadline,
                 Pace(settings.rpc_deadline, settings.min_transfer_rate),
             )
-            self._tasks = TaskLoop(self._runner, dispatcher.stop)
+            self._tasks = TaskLoop(self._runner)
             worker = asyncio.create_task(self._tasks.run(), name="task-loop")
             try:
                 while True:

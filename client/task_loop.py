@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from scaleout.client.tasks import TRAIN, Link, TaskRunner, kind
@@ -40,9 +39,8 @@ class _Running:
 class TaskLoop:
     """Queues the tasks that arrive and runs them in order; ``run`` is the worker coroutine."""
 
-    def __init__(self, runner: TaskRunner, stop_entry_points: Callable[[], int]) -> None:
+    def __init__(self, runner: TaskRunner) -> None:
         self._runner = runner
-        self._stop_entry_points = stop_entry_points  # blocking: run in a thread
         self._pending: deque[tuple[scaleout_pb2.TaskRequest, Link]] = deque()
         self._arrived = asyncio.Event()
         self._running: _Running | None = None
@@ -115,7 +113,7 @@ class TaskLoop:
             task.round_id,
             running.abandoned,
         )
-        if stopped := await asyncio.to_thread(self._stop_entry_points):
+        if stopped := await asyncio.to_thread(self._runner.stop_entry_point):
             logger.warning(
                 "stopped the entry point of abandoned task %s (%d process group(s))",
                 task.correlation_id,

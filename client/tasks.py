@@ -13,6 +13,8 @@ import asyncio
 import json
 import logging
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 logger = logging.getLogger(__name__)
 
 TRAIN = "Scaleout_ModelUpdate"
+STOP_POLL = 0.2  # seconds between stops of an abandoned entry point that may still be starting
+STOP_BOUND = 30.0  # seconds to wait for it (Dispatcher.stop SIGKILLs after 5)
 VALIDATE = "Scaleout_Validation"
 
 
@@ -84,6 +88,8 @@ class TaskRunner:
         self.rpc_deadline = rpc_deadline
         self.pace = pace
         self.running: str | None = None  # the entry point running now, for the shutdown log
+        self.entry_point_idle = threading.Event()  # no entry point thread is running
+        self.entry_point_idle.set()
 
     async def run(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
         """Do ``task`` and report its result, or its failure, to the combiner of ``link``."""
@@ -175,17 +181,36 @@ class TaskRunner:
 
     async def _run_entry_point(self, name: str, in_path: Path, out_path: Path) -> RunResult:
         self.running = name
+        self.entry_point_idle.clear()
         try:
             return await run_blocking(
-                self.dispatcher.run,
-                name,
-                [str(in_path), str(out_path)],
-                None,
-                self.task_timeout,
-                name=f"entry-point-{name}",
+                self._entry_point, name, [str(in_path), str(out_path)], name=f"entry-point-{name}"
             )
         finally:
             self.running = None
+
+    def _entry_point(self, name: str, args: list[str]) -> RunResult:
+        """Run in a worker thread, which may outlive a cancelled task: ``entry_point_idle`` tells when
+        it is done, so that a stop cannot miss a process that was only about to start."""
+        try:
+            return self.dispatcher.run(name, args, None, self.task_timeout)
+        finally:
+            self.entry_point_idle.set()
+
+    def stop_entry_point(self, bound: float = STOP_BOUND) -> int:
+        """Stop the entry point of a cancelled task and wait until its thread is done; blocking.
+
+        Returns how many process groups were stopped. Gives up after ``bound`` seconds (logged).
+        """
+        stopped = 0
+        deadline = time.monotonic() + bound
+        while True:
+            stopped += self.dispatcher.stop()
+            if self.entry_point_idle.wait(STOP_POLL):
+                return stopped
+            if time.monotonic() > deadline:
+                logger.error("the entry point of an abandoned task did not end within %.0f s", bound)
+                return stopped
 
     def _new_path(self, suffix: str, files: list[Path]) -> Path:
         path = self.work_dir / f"{uuid.uuid4().hex}{suffix}"
