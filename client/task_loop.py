@@ -99,7 +99,7 @@ class TaskLoop:
                 await self._wind_down(running)
 
     def _abandon(self, running: _Running, reason: str) -> None:
-        if not running.abandoned:
+        if not running.abandoned and not running.job.done():  # a task that just ended is not abandoned
             running.abandoned = reason
             running.job.cancel()
 
