@@ -11,7 +11,8 @@ Life of a client (``EdgeClient.run``):
 3. ``startup`` once, if the package defines it, in the package's environment (the dispatcher
    builds its python_env first).
 4. Open ``TaskStream`` and keep it open (an open stream is what "online" means), send a heartbeat
-   every ``heartbeat_interval``, and run the tasks that arrive one at a time (``tasks``).
+   every ``heartbeat_interval``, and run the tasks that arrive one at a time (``task_loop``); a task
+   of a newer round, or the loss of the task's connection, abandons the task running.
 5. When the connection breaks, reconnect with backoff and jitter; after ``reconnect_attempts``
    failures in a row, or at once when the combiner says it does not know this client, ask the API
    for a new assignment. A combiner that refuses the token (UNAUTHENTICATED), or whose certificate
@@ -39,9 +40,11 @@ from scaleout.client.assignment import Assignment, request_assignment
 from scaleout.client.backoff import Backoff
 from scaleout.client.credential import CREDENTIAL_FILE, bound_client_id, obtain_token
 from scaleout.client.dispatcher import Dispatcher
+from scaleout.client.model_transfer import Pace
 from scaleout.client.package_download import fetch_package
 from scaleout.client.rest import open_api
 from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_client_id
+from scaleout.client.task_loop import TaskLoop
 from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
 from scaleout.errors import PackageError, ScaleoutError
@@ -58,8 +61,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
-# No client-side HTTP/2 keepalive: a server that does not allow frequent pings answers them with
-# GOAWAY (too_many_pings). The heartbeats below detect a dead combiner instead.
 HEARTBEAT_DEADLINE = 10.0  # seconds one heartbeat may take before it counts as missed
 HEARTBEAT_MISSES = 2  # missed heartbeats in a row that end a connection which had worked
 # A heartbeat that fails with these did not reach a live combiner; any other answer, even an
@@ -106,11 +107,12 @@ class EdgeClient:
         self.name = settings.name or f"client-{self.client_id[:8]}"
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._reassign_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
-        self._queue: asyncio.Queue[tuple[scaleout_pb2.TaskRequest, Link]] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._runner: TaskRunner | None = None
+        self._tasks: TaskLoop | None = None
         self._dispatcher: Dispatcher | None = None
         self._token = settings.token
+        self._options = [*CHANNEL_OPTIONS, *keepalive_options(settings)]  # of every channel
 
     def stop(self) -> None:
         """Ask ``run`` to end: the stream is cancelled and ``run`` returns. Call from the loop's thread."""
@@ -151,14 +153,18 @@ class EdgeClient:
             assignment = await self._assign(api)
             package_dir = await self._package(api)
             dispatcher = await self._prepare(package_dir)
+            settings = self.settings
             self._runner = TaskRunner(
                 dispatcher,
                 self.work_dir,
                 self.client_id,
-                self.settings.chunk_size,
-                self.settings.task_timeout,
+                settings.chunk_size,
+                settings.task_timeout,
+                settings.rpc_deadline,
+                Pace(settings.rpc_deadline, settings.min_transfer_rate),
             )
-            worker = asyncio.create_task(self._work(self._runner))
+            self._tasks = TaskLoop(self._runner)
+            worker = asyncio.create_task(self._tasks.run(), name="task-loop")
             try:
                 while True:
                     await self._serve(assignment)
@@ -214,19 +220,6 @@ class EdgeClient:
                 raise PackageError(f"the client cannot start: {exc}") from exc
         return dispatcher
 
-    async def _work(self, runner: TaskRunner) -> None:
-        """Run queued tasks one at a time, so two entry points never compete for the machine."""
-        while True:
-            task, link = await self._queue.get()
-            if link.closed:
-                logger.warning(
-                    "dropping task %s: the connection to combiner %s it came on closed before it could start",
-                    task.correlation_id,
-                    link.name,
-                )
-                continue
-            await runner.run(task, link)
-
     async def _serve(self, assignment: Assignment) -> None:
         """Stay connected to the assigned combiner; return when it is time to ask the API again."""
         failures = 0
@@ -251,8 +244,9 @@ class EdgeClient:
                 return
             delay = self._backoff.next_delay()
             logger.warning(
-                "connection to combiner %s lost (%s); reconnecting in %.1f s",
+                "combiner %s %s (%s); reconnecting in %.1f s",
                 assignment.combiner,
+                "closed the connection" if end.established else "is not reachable",
                 end.reason,
                 delay,
             )
@@ -262,12 +256,14 @@ class EdgeClient:
         """One connection: the task stream and the heartbeats, until either fails."""
         # The token rides on every call of this channel (TaskStream, heartbeats, model transfers).
         tls = self.settings.tls if assignment.tls else None
-        channel = open_channel(assignment.address, tls, self._token, CHANNEL_OPTIONS)
+        channel = open_channel(assignment.address, tls, self._token, self._options)
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),
             scaleout_pb2_grpc.ModelServiceStub(channel),
             name=assignment.combiner,
         )
+        if self._tasks is not None:
+            self._tasks.use_link(link)
         hello = scaleout_pb2.ClientAvailableMessage(
             client_id=self.client_id,
             data=json.dumps({"name": self.name}),
@@ -280,6 +276,8 @@ class EdgeClient:
             return _session_end(next(iter(done)).exception(), link, assignment, tls)
         finally:
             link.closed = True
+            if self._tasks is not None:  # its tasks' answers can no longer be sent: stop them first
+                await self._tasks.close_link(link)
             for part in parts:
                 part.cancel()
             await asyncio.gather(*parts, return_exceptions=True)
@@ -290,7 +288,8 @@ class EdgeClient:
         async for task in call:
             self._stable(link)
             logger.info("received %s task %s (round %s)", task.type, task.correlation_id, task.round_id)
-            self._queue.put_nowait((task, link))
+            assert self._tasks is not None  # created before the first connection
+            self._tasks.submit(task, link)
         raise ConnectionLost("the combiner closed the task stream")
 
     async def _heartbeat(self, link: Link) -> None:
@@ -363,6 +362,22 @@ class EdgeClient:
         """An entry point still running at shutdown is stopped: it must not outlive its client."""
         if self._dispatcher is not None and (stopped := self._dispatcher.stop()):
             logger.warning("stopped %d entry point(s) still running at shutdown", stopped)
+
+
+def keepalive_options(settings: ClientSettings) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive towards the combiner: a combiner that hangs or vanishes without closing the
+    connection is noticed within keepalive_time + keepalive_timeout, and every call on the connection
+    (a stuck transfer included) fails at once. gRPC bounds the ping by ``grpc.http2.ping_timeout_ms``
+    (60 s when left out), not by ``keepalive_timeout_ms``; both are set (see combiner/server.py).
+    """
+    timeout_ms = round(settings.keepalive_timeout * 1000)
+    return [
+        ("grpc.keepalive_time_ms", round(settings.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 
 
 def _session_end(

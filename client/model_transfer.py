@@ -2,28 +2,66 @@
 
 Models never sit whole in memory on the client: a download is written chunk by chunk as it
 arrives, and an upload reads the file chunk by chunk as gRPC asks for the next message.
+
+Every transfer has a deadline scaled by its size (``Pace``), so a stalled transfer fails instead of
+holding the client's task forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from scaleout.errors import ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 
+MAX_CHUNK = 4 * 1024 * 1024  # the wire contract's largest chunk
+
 
 class TransferError(ScaleoutError):
-    """The combiner did not accept an uploaded model."""
+    """The combiner did not accept an uploaded model, or a transfer was too slow."""
 
 
-async def download_model(stub: scaleout_pb2_grpc.ModelServiceStub, model_id: str, path: Path) -> int:
-    """Write model ``model_id`` from the combiner to ``path``; return its size in bytes."""
+@dataclass(frozen=True)
+class Pace:
+    """The slowest transfer allowed: ``floor`` seconds of slack plus ``rate`` bytes a second."""
+
+    floor: float
+    rate: float
+
+    def seconds(self, size: int) -> float:
+        """How long moving ``size`` bytes may take."""
+        return self.floor + size / self.rate
+
+
+async def download_model(
+    stub: scaleout_pb2_grpc.ModelServiceStub, model_id: str, path: Path, pace: Pace
+) -> int:
+    """Write model ``model_id`` from the combiner to ``path``; return its size in bytes.
+
+    The size is not known up front, so the pace is checked as bytes arrive: each next chunk must
+    arrive before the time the bytes so far plus one largest chunk may take.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     size = 0
-    with open(path, "wb") as handle:
-        async for chunk in stub.Download(scaleout_pb2.ModelRequest(model_id=model_id)):
-            handle.write(chunk.data)
-            size += len(chunk.data)
+    call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
+    try:
+        with open(path, "wb") as handle:
+            async with asyncio.timeout_at(started + pace.seconds(MAX_CHUNK)) as bound:
+                async for chunk in call:
+                    handle.write(chunk.data)
+                    size += len(chunk.data)
+                    bound.reschedule(started + pace.seconds(size + MAX_CHUNK))
+    except TimeoutError:
+        call.cancel()
+        raise TransferError(
+            f"download of model {model_id} stalled: {size} bytes in {loop.time() - started:.1f} s, slower "
+            f"than {pace.rate:g} bytes/s after {pace.floor:g} s (client settings min_transfer_rate, "
+            "rpc_deadline)"
+        ) from None
     return size
 
 
@@ -33,11 +71,12 @@ async def upload_model(
     model_update_id: str,
     client_id: str,
     chunk_size: int,
+    pace: Pace,
 ) -> int:
     """Stream the file at ``path`` to the combiner under ``model_update_id``; return its size."""
     size = path.stat().st_size
     metadata = (("model-id", model_update_id), ("client-id", client_id))
-    response = await stub.Upload(_chunks(path, chunk_size), metadata=metadata)
+    response = await stub.Upload(_chunks(path, chunk_size), metadata=metadata, timeout=pace.seconds(size))
     if response.status != scaleout_pb2.ModelStatus.OK:
         status = scaleout_pb2.ModelStatus.Name(response.status)
         raise TransferError(

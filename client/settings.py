@@ -17,6 +17,7 @@ from scaleout.tls import ClientTLS
 
 DEFAULT_API_URL = "http://localhost:8092"
 CLIENT_ID_FILE = "client_id"
+MIN_KEEPALIVE_TIME = 5.0  # the combiner's grpc.http2.min_recv_ping_interval_without_data_ms
 # The model repository's id rule (store/repository.py): the id names files and object keys there.
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
@@ -28,6 +29,12 @@ class ClientSettings:
     ``assign_timeout`` None waits for an assignment forever (logging each retry);
     ``reconnect_attempts`` failed connections to the assigned combiner make the client ask the API
     again; ``task_timeout`` None lets an entry point run as long as it needs.
+
+    Every call to the combiner has a deadline: ``rpc_deadline`` for the small ones (SendModelUpdate,
+    SendStatus, SendModelValidation), and for a model transfer ``rpc_deadline`` plus its bytes over
+    ``min_transfer_rate`` (a Download, whose size is not known up front, must keep that pace as it
+    goes). HTTP/2 keepalive pings the combiner after ``keepalive_time`` s with nothing received and
+    drops the connection, failing every call on it, when no ack comes within ``keepalive_timeout``.
     """
 
     api_url: str = DEFAULT_API_URL
@@ -50,8 +57,22 @@ class ClientSettings:
     chunk_size: int = 1024 * 1024
     # How an https API and combiners that serve TLS are verified, and the certificate for mutual TLS.
     tls: ClientTLS = field(default_factory=ClientTLS)
+    rpc_deadline: float = 30.0
+    min_transfer_rate: float = 250_000.0  # bytes/s: 2 Mbit/s, a slow edge link
+    keepalive_time: float = 10.0
+    keepalive_timeout: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.rpc_deadline <= 0 or self.min_transfer_rate <= 0 or self.keepalive_timeout <= 0:
+            raise ValueError(
+                "rpc_deadline, min_transfer_rate and keepalive_timeout must be > 0, got "
+                f"{self.rpc_deadline}, {self.min_transfer_rate} and {self.keepalive_timeout}"
+            )
+        if self.keepalive_time < MIN_KEEPALIVE_TIME:
+            raise ValueError(
+                f"keepalive_time must be >= {MIN_KEEPALIVE_TIME:g} s (combiners answer more frequent pings "
+                f"with a too_many_pings GOAWAY), got {self.keepalive_time}"
+            )
         if self.heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be > 0 seconds, got {self.heartbeat_interval}")
         if self.reconnect_attempts < 1:

@@ -13,6 +13,8 @@ import asyncio
 import json
 import logging
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import grpc
 
 from scaleout.client.dispatcher import Dispatcher, RunResult
-from scaleout.client.model_transfer import download_model, upload_model
+from scaleout.client.model_transfer import Pace, download_model, upload_model
 from scaleout.client.outputs import metadata_path, read_metrics, read_train_metadata
 from scaleout.client.threads import run_blocking
 from scaleout.errors import ScaleoutError
@@ -30,6 +32,8 @@ from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 logger = logging.getLogger(__name__)
 
 TRAIN = "Scaleout_ModelUpdate"
+STOP_POLL = 0.2  # seconds between stops of an abandoned entry point that may still be starting
+STOP_BOUND = 30.0  # seconds to wait for it (Dispatcher.stop SIGKILLs after 5)
 VALIDATE = "Scaleout_Validation"
 
 
@@ -61,7 +65,10 @@ class Link:
 
 
 class TaskRunner:
-    """Runs tasks one at a time for one client with one compute package."""
+    """Runs the tasks of one client with one compute package (``TaskLoop`` runs one at a time).
+
+    Every call to the combiner has a deadline: ``rpc_deadline`` for reports, ``pace`` for models.
+    """
 
     def __init__(
         self,
@@ -69,14 +76,20 @@ class TaskRunner:
         work_dir: Path,
         client_id: str,
         chunk_size: int,
-        task_timeout: float | None = None,
+        task_timeout: float | None,
+        rpc_deadline: float,
+        pace: Pace,
     ) -> None:
         self.dispatcher = dispatcher
         self.work_dir = work_dir
         self.client_id = client_id
         self.chunk_size = chunk_size
         self.task_timeout = task_timeout
+        self.rpc_deadline = rpc_deadline
+        self.pace = pace
         self.running: str | None = None  # the entry point running now, for the shutdown log
+        self.entry_point_idle = threading.Event()  # no entry point thread is running
+        self.entry_point_idle.set()
 
     async def run(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
         """Do ``task`` and report its result, or its failure, to the combiner of ``link``."""
@@ -90,7 +103,7 @@ class TaskRunner:
             else:
                 raise TaskFailed(f"unknown task type {task.type!r}; this client runs {TRAIN} and {VALIDATE}")
             elapsed = asyncio.get_running_loop().time() - started
-            logger.info("%s task %s done in %.2f s", _kind(task), task.correlation_id, elapsed)
+            logger.info("%s task %s done in %.2f s", kind(task), task.correlation_id, elapsed)
         except Exception as exc:  # every failure is the task's reason, reported to the combiner
             if not isinstance(exc, ScaleoutError | grpc.RpcError | OSError):
                 logger.exception("unexpected error in task %s (a bug in the client)", task.correlation_id)
@@ -117,7 +130,7 @@ class TaskRunner:
         update_id = uuid.uuid4().hex
         await _grpc_step(
             "upload of the update",
-            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size),
+            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size, self.pace),
         )
         update = scaleout_pb2.ModelUpdate(
             client_id=self.client_id,
@@ -130,7 +143,9 @@ class TaskRunner:
             config=task.data,
         )
         update.timestamp.GetCurrentTime()
-        response = await _grpc_step("SendModelUpdate", link.combiner.SendModelUpdate(update))
+        response = await _grpc_step(
+            "SendModelUpdate", link.combiner.SendModelUpdate(update, timeout=self.rpc_deadline)
+        )
         _log_answer("update", task, response.response)
 
     async def _validate(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> None:
@@ -146,7 +161,9 @@ class TaskRunner:
             session_id=task.session_id,
         )
         validation.timestamp.GetCurrentTime()
-        response = await _grpc_step("SendModelValidation", link.combiner.SendModelValidation(validation))
+        response = await _grpc_step(
+            "SendModelValidation", link.combiner.SendModelValidation(validation, timeout=self.rpc_deadline)
+        )
         _log_answer("validation", task, response.response)
 
     async def _stage_model(self, task: scaleout_pb2.TaskRequest, link: Link, files: list[Path]) -> Path:
@@ -157,31 +174,58 @@ class TaskRunner:
         files.append(meta_path)
         meta_path.write_text(json.dumps(settings), encoding="utf-8")
         await _grpc_step(
-            f"download of model {task.model_id}", download_model(link.models, task.model_id, in_path)
+            f"download of model {task.model_id}",
+            download_model(link.models, task.model_id, in_path, self.pace),
         )
         return in_path
 
     async def _run_entry_point(self, name: str, in_path: Path, out_path: Path) -> RunResult:
         self.running = name
+        self.entry_point_idle.clear()
         try:
             return await run_blocking(
-                self.dispatcher.run,
-                name,
-                [str(in_path), str(out_path)],
-                None,
-                self.task_timeout,
-                name=f"entry-point-{name}",
+                self._entry_point, name, [str(in_path), str(out_path)], name=f"entry-point-{name}"
             )
         finally:
             self.running = None
+
+    def _entry_point(self, name: str, args: list[str]) -> RunResult:
+        """Run in a worker thread, which may outlive a cancelled task: ``entry_point_idle`` tells when
+        it is done, so that a stop cannot miss a process that was only about to start."""
+        try:
+            return self.dispatcher.run(name, args, None, self.task_timeout)
+        finally:
+            self.entry_point_idle.set()
+
+    def stop_entry_point(self, bound: float = STOP_BOUND) -> int:
+        """Stop the entry point of a cancelled task and wait until its thread is done; blocking.
+
+        Returns how many process groups were stopped. Gives up after ``bound`` seconds (logged).
+        """
+        stopped = 0
+        deadline = time.monotonic() + bound
+        while True:
+            stopped += self.dispatcher.stop()
+            if self.entry_point_idle.wait(STOP_POLL):
+                return stopped
+            if time.monotonic() > deadline:
+                logger.error("the entry point of an abandoned task did not end within %.0f s", bound)
+                return stopped
 
     def _new_path(self, suffix: str, files: list[Path]) -> Path:
         path = self.work_dir / f"{uuid.uuid4().hex}{suffix}"
         files.append(path)
         return path
 
+    async def report_abandoned(self, task: scaleout_pb2.TaskRequest, link: Link, reason: str) -> None:
+        """Tell the combiner of ``link`` that ``task`` will get no answer from this client."""
+        await self._send_failure(task, link, f"task abandoned by the client: {reason}")
+
     async def _report_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
-        logger.error("%s task %s failed: %s", _kind(task), task.correlation_id, error)
+        logger.error("%s task %s failed: %s", kind(task), task.correlation_id, error)
+        await self._send_failure(task, link, error)
+
+    async def _send_failure(self, task: scaleout_pb2.TaskRequest, link: Link, error: str) -> None:
         status = scaleout_pb2.Status(
             client_id=self.client_id,
             status=json.dumps(
@@ -197,10 +241,10 @@ class TaskRunner:
         )
         status.timestamp.GetCurrentTime()
         try:
-            await link.combiner.SendStatus(status)
+            await link.combiner.SendStatus(status, timeout=self.rpc_deadline)
         except (grpc.RpcError, grpc.aio.UsageError) as exc:
             logger.error(
-                "could not report the failure of task %s to combiner %s (%s); its round will time it out",
+                "could not report the failure of task %s to combiner %s (%s)",
                 task.correlation_id,
                 link.name,
                 _describe(exc),
@@ -212,7 +256,14 @@ async def _grpc_step(what: str, call: Any) -> Any:
     try:
         return await call
     except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise TaskFailed(
+                f"{what} failed: no answer within its deadline (client settings rpc_deadline, "
+                "min_transfer_rate)"
+            ) from exc
         raise TaskFailed(f"{what} failed: {exc.code().name}: {exc.details()}") from exc
+    except grpc.aio.UsageError as exc:  # the channel was closed under the call: the connection is gone
+        raise TaskFailed(f"{what} failed: the connection to the combiner closed") from exc
 
 
 def _task_data(task: scaleout_pb2.TaskRequest) -> dict[str, Any]:
@@ -231,7 +282,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, ScaleoutError) else f"{type(exc).__name__}: {exc}"
 
 
-def _kind(task: scaleout_pb2.TaskRequest) -> str:
+def kind(task: scaleout_pb2.TaskRequest) -> str:
     return {TRAIN: "train", VALIDATE: "validate"}.get(task.type, task.type or "untyped")
 
 

@@ -1,8 +1,9 @@
 """The client registry: who is connected to this combiner, and the task queue of each.
 
 An open TaskStream (kept alive by HTTP/2 keepalive) means online; closing it means offline at once,
-as the contract says. A client without a stream that sends heartbeats is online until
-``heartbeat_timeout`` passes without another one: an asyncio timer per client, not a polling loop.
+as the contract says, and the listeners of ``on_stream_closed`` hear of it (a round drops the client).
+A client without a stream that sends heartbeats is online until ``heartbeat_timeout`` passes without
+another one: an asyncio timer per client, not a polling loop.
 
 Statestore calls block, so one writer task makes them with ``asyncio.to_thread``: it coalesces changes
 (the latest state of each client is written, in order) and heartbeats cost at most one write per client
@@ -70,6 +71,7 @@ class ClientRegistry:
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
+        self._closed_listeners: list[Callable[[str], None]] = []
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="client-registry-writer")
@@ -119,6 +121,16 @@ class ClientRegistry:
         state.queue = None
         self._set_online(state, False)
         self._notify()
+        for listener in self._closed_listeners:
+            listener(client_id)
+
+    def on_stream_closed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(client_id)`` on the loop whenever a client's task stream closes.
+
+        A stream replaced by a newer one of the same client (a reconnect) does not count: the client is
+        still there. Nor does the combiner ending every stream as it stops.
+        """
+        self._closed_listeners.append(listener)
 
     def end_stream(self, client_id: str) -> bool:
         """End the client's open task stream (its credential was revoked); False when none is open."""

@@ -67,11 +67,14 @@ class RoundHandler:
         self._repository = repository
         self._aggregates = work_dir / "aggregates"
         self._aggregates.mkdir(parents=True, exist_ok=True)
+        for leftover in self._aggregates.iterdir():  # written by a combiner killed mid-round
+            discard(leftover)
         self._round: TrainingRound | None = None
         self._validations: dict[str, ValidationRun] = {}  # correlation id -> its validation
         self._round_index: dict[str, int] = {}  # round id -> index, for validate task data
         self._helper = "numpyhelper"
         self._background: set[asyncio.Task[Any]] = set()
+        registry.on_stream_closed(self._client_left)
 
     @property
     def current_round(self) -> TrainingRound | None:
@@ -142,8 +145,15 @@ class RoundHandler:
             return
         training = self._round = TrainingRound(config, self.name)
         runner = asyncio.create_task(self._run_round(training), name=f"round-{config.round_id}")
-        async for event in _drain(training.events, runner):
-            yield event
+        undelivered = ""  # the aggregate of a result being sent: gRPC resumes us once it was sent
+        try:
+            async for event in _drain(training.events, runner):
+                undelivered = event.result.model_id if event.WhichOneof("event") == "result" else ""
+                yield event
+                undelivered = ""
+        finally:
+            if undelivered:  # the controller went away before it got the result naming the aggregate
+                self._spawn(self._delete_aggregate(training, undelivered))
 
     async def _run_round(self, training: TrainingRound) -> None:
         config = training.config
@@ -242,8 +252,23 @@ class RoundHandler:
             self._registry.publish(client_id, task)
         training.progress("published", message=f"train tasks published to {count} client(s)")
 
+    def _client_left(self, client_id: str) -> None:
+        """A task stream closed: a client that has not answered leaves the running round and validations."""
+        training = self._round
+        if training is not None:
+            training.leave(client_id)
+        for correlation_id, run in list(self._validations.items()):
+            if run.client_of.get(correlation_id) == client_id and client_id not in run.reporting:
+                run.reporting.add(client_id)
+                run.settle(client_id, f"client {client_id} left before validating: its task stream closed")
+
     def _shortfall(self, training: TrainingRound, accepted: int, min_clients: int) -> str:
         config = training.config
+        if training.gone and training.done.is_set():
+            return (
+                f"round {config.round_id}: {accepted} update(s) accepted, min_clients is {min_clients}; "
+                f"selected client(s) gone before reporting: {', '.join(training.gone)}"
+            )
         if training.done.is_set():
             return (
                 f"round {config.round_id}: all {len(training.correlation_of)} selected client(s) reported "
@@ -255,17 +280,47 @@ class RoundHandler:
         )
 
     async def _write_aggregate(self, training: TrainingRound) -> str:
-        """Average, write to the model repository under a new id, keep the file as a staged model."""
+        """Average, write to the model repository under a new id, keep the file as a staged model.
+
+        The write runs to its end even when the round is abandoned meanwhile (its controller went away,
+        so the worker thread could not be stopped anyway); the aggregate no result will name is then
+        deleted, so an abandoned round leaves no model in the repository.
+        """
         assert training.fedavg is not None
         model_id = new_id()
+        write = self._spawn(self._store_aggregate(training.fedavg, model_id))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda _: self._spawn(self._delete_aggregate(training, model_id)))
+            raise
+        return model_id
+
+    async def _store_aggregate(self, fedavg: FedAvg, model_id: str) -> None:
         path = self._aggregates / f"{model_id}.npz"
         try:
-            await asyncio.to_thread(training.fedavg.write, path)
+            await asyncio.to_thread(fedavg.write, path)
             await asyncio.to_thread(self._repository.put_model, model_id, path)
             self._staged.adopt(model_id, path)
         finally:
             discard(path)  # a no-op once adopted
-        return model_id
+
+    async def _delete_aggregate(self, training: TrainingRound, model_id: str) -> None:
+        """Delete the aggregate of a round whose result never reached its controller."""
+        try:
+            await asyncio.to_thread(self._repository.delete_model, model_id)
+        except NotFound:
+            return
+        except Exception:  # a store outage: the repository sweep removes the unnamed model later
+            log.exception(
+                "round %s: deleting its undelivered aggregate %s failed", training.round_id, model_id
+            )
+            return
+        log.info(
+            "round %s was abandoned by its controller: deleted its aggregate %s from the model repository",
+            training.round_id,
+            model_id,
+        )
 
     # -- client reports ------------------------------------------------------------------------
 
@@ -327,6 +382,8 @@ class RoundHandler:
         expected = training.correlation_of.get(update.client_id)
         if expected is None:
             return training, f"client {update.client_id} was not selected for round {config.round_id}", False
+        if update.client_id in training.gone:
+            return training, f"client {update.client_id} left round {config.round_id}; not averaged", False
         if update.client_id in training.reporting:
             return (
                 training,

@@ -39,6 +39,15 @@ class CombinerSettings:
     client_write_interval: float = 5.0
     # TLS for every gRPC service (None: plaintext, for loopback); recorded so clients dial accordingly.
     tls: ServerTLS | None = None
+    # HTTP/2 keepalive on client connections: a hung client is noticed within their sum (server.py).
+    keepalive_time: float = 10.0
+    keepalive_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("keepalive_time", "keepalive_timeout"):
+            value = getattr(self, name)
+            if not 0.001 <= value <= 86_400:
+                raise ValueError(f"{name} must be 0.001-86400 seconds, got {value}")
 
     @property
     def address(self) -> str:

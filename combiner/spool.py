@@ -40,6 +40,8 @@ class UpdateSpool:
         self._updates: dict[str, SpooledUpdate] = {}
         self._receiving: set[str] = set()
         directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.iterdir():  # uploads of a combiner killed mid-round: no round takes them
+            discard(leftover)
 
     async def receive(self, update_id: str, client_id: str, chunks: AsyncIterator[bytes]) -> SpooledUpdate:
         """Write the chunks to a file; InvalidId, UploadExists or UploadTooLarge leave nothing behind."""

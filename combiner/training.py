@@ -27,6 +27,7 @@ class TrainingRound:
     reporting: set[str] = field(default_factory=set)  # clients whose report arrived (maybe still folding)
     arrived: dict[str, tuple[float, datetime]] = field(default_factory=dict)  # monotonic and wall clock
     reported: set[str] = field(default_factory=set)  # clients whose report is settled
+    gone: list[str] = field(default_factory=list)  # selected clients whose stream closed before reporting
     clients: list[pb.ClientResult] = field(default_factory=list)
     rejected: list[pb.RejectedUpdate] = field(default_factory=list)
     closed: bool = False
@@ -82,6 +83,23 @@ class TrainingRound:
         self.progress("rejected", client_id, reason)
         if counts:
             self._check_end()
+
+    def leave(self, client_id: str) -> None:
+        """A selected client's task stream closed before it reported: it leaves the round at once.
+
+        Its task can no longer be answered on that stream, so waiting for it would only spend the
+        round's timeout; the round ends once every other selected client has reported or left.
+        """
+        if self.closed or client_id not in self.correlation_of or client_id in self.reporting:
+            return
+        self.gone.append(client_id)
+        self.reporting.add(client_id)
+        self.reject(
+            client_id,
+            f"client {client_id} left round {self.round_id} before reporting: its task stream closed "
+            "(the client stopped, lost its connection or did not answer keepalive pings)",
+            counts=True,
+        )
 
     def fail(self, reason: str) -> None:
         self.failure = reason

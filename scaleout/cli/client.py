@@ -98,6 +98,38 @@ def client_group() -> None:
     help="Failed connections in a row to the combiner before asking the API for another.",
 )
 @click.option(
+    "--rpc-deadline",
+    envvar="SCALEOUT_RPC_DEADLINE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.rpc_deadline,
+    show_default=True,
+    help="Seconds a report to the combiner may take; also the slack of every model transfer.",
+)
+@click.option(
+    "--min-transfer-rate",
+    envvar="SCALEOUT_MIN_TRANSFER_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.min_transfer_rate,
+    show_default=True,
+    help="Bytes/s below which a model download or upload is abandoned (after --rpc-deadline s).",
+)
+@click.option(
+    "--keepalive-time",
+    envvar="SCALEOUT_CLIENT_KEEPALIVE_TIME",
+    type=click.FloatRange(min=5),
+    default=DEFAULTS.keepalive_time,
+    show_default=True,
+    help="Seconds without a byte from the combiner before an HTTP/2 ping checks the connection.",
+)
+@click.option(
+    "--keepalive-timeout",
+    envvar="SCALEOUT_CLIENT_KEEPALIVE_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.keepalive_timeout,
+    show_default=True,
+    help="Seconds the ping's answer may take before the connection counts as dead.",
+)
+@click.option(
     "--data-partition",
     envvar="SCALEOUT_DATA_PARTITION",
     type=click.IntRange(min=0),
@@ -131,6 +163,10 @@ def start(
     assign_timeout: float | None,
     task_timeout: float | None,
     reconnect_attempts: int,
+    rpc_deadline: float,
+    min_transfer_rate: float,
+    keepalive_time: float,
+    keepalive_timeout: float,
     data_partition: int | None,
     num_partitions: int | None,
     partition_claim_dir: Path | None,
@@ -185,6 +221,10 @@ def start(
             task_timeout=task_timeout,
             reconnect_attempts=reconnect_attempts,
             tls=tls,
+            rpc_deadline=rpc_deadline,
+            min_transfer_rate=min_transfer_rate,
+            keepalive_time=keepalive_time,
+            keepalive_timeout=keepalive_timeout,
         )
         asyncio.run(EdgeClient(settings).run())
 

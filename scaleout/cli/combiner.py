@@ -66,6 +66,22 @@ def combiner_group() -> None:
     help="Seconds without task stream and heartbeat after which a client is offline.",
 )
 @click.option(
+    "--keepalive-time",
+    envvar="SCALEOUT_COMBINER_KEEPALIVE_TIME",
+    type=click.FloatRange(min=0.001, max=86_400),
+    default=DEFAULTS.keepalive_time,
+    show_default=True,
+    help="Seconds without a byte from a client before an HTTP/2 ping checks its connection.",
+)
+@click.option(
+    "--keepalive-timeout",
+    envvar="SCALEOUT_COMBINER_KEEPALIVE_TIMEOUT",
+    type=click.FloatRange(min=0.001, max=86_400),
+    default=DEFAULTS.keepalive_timeout,
+    show_default=True,
+    help="Seconds the ping's answer may take; a hung client leaves its round within both together.",
+)
+@click.option(
     "--registry-interval",
     envvar="SCALEOUT_COMBINER_REGISTRY_INTERVAL",
     type=click.FloatRange(min=0.01),
@@ -134,6 +150,8 @@ def start(
     models_uri: str,
     advertise_host: str | None,
     heartbeat_timeout: float,
+    keepalive_time: float,
+    keepalive_timeout: float,
     registry_interval: float,
     work_dir: Path | None,
     max_model_size: int,
@@ -166,6 +184,8 @@ def start(
             models=models_uri,
             advertise_host=advertise_host or None,
             heartbeat_timeout=heartbeat_timeout,
+            keepalive_time=keepalive_time,
+            keepalive_timeout=keepalive_timeout,
             registry_interval=registry_interval,
             work_dir=work_dir or Path(".scaleout") / "combiner" / name,
             max_model_size=max_model_size,

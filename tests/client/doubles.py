@@ -227,7 +227,7 @@ class ApiDouble:
 # --------------------------------------------------------------------------------------------
 
 TRAIN_PY = f"""
-import json, sys
+import json, os, sys
 from pathlib import Path
 from scaleoututil.helpers.helpers import get_helper, save_metadata
 
@@ -238,6 +238,7 @@ if (here / "crash").exists():
     print("boom: the local data is gone", file=sys.stderr)
     sys.exit(3)
 if (here / "gate").exists():  # a fifo: blocks until the test writes to it
+    (here / "train.pid").write_text(str(os.getpid()))
     (here / "gate").read_text()
 helper = get_helper("numpyhelper")
 settings = json.loads(Path(sys.argv[1] + "-metadata").read_text())

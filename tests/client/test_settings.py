@@ -1,9 +1,10 @@
-"""The client's identity: given, or generated once and kept in the work dir."""
+"""The client's settings and identity (given, or generated once and kept in the work dir)."""
 
 from pathlib import Path
 
 import pytest
 
+from scaleout.client.model_transfer import Pace
 from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_client_id
 from scaleout.errors import InvalidId
 
@@ -29,3 +30,13 @@ def test_client_id_that_could_escape_a_path_is_refused(tmp_path: Path, bad: str)
 def test_chunk_size_outside_the_wire_contract_is_refused() -> None:
     with pytest.raises(ValueError, match="1-4 MiB"):
         ClientSettings(chunk_size=8 * 1024 * 1024)
+
+
+def test_a_keepalive_more_frequent_than_combiners_allow_is_refused() -> None:
+    # A combiner answers pings more frequent than every 5 s with a too_many_pings GOAWAY.
+    with pytest.raises(ValueError, match=r"keepalive_time must be >= 5 s .*got 4\.0"):
+        ClientSettings(keepalive_time=4.0)
+
+
+def test_a_transfer_may_take_the_deadline_plus_its_bytes_at_the_minimum_rate() -> None:
+    assert Pace(floor=30.0, rate=250_000.0).seconds(100_000_000) == 430.0
