@@ -23,7 +23,7 @@ import grpc
 
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.ratelimit import RateLimiter
-from scaleout.credentials import Authenticator
+from scaleout.credentials import Authenticator, credential_id_of
 from scaleout.proto.auth import AUTHORIZATION
 from scaleout.roles import RPC_RULES, Principal, Role, Rule, allowed_roles
 from scaleout.store.entities import CredentialKind, utcnow
@@ -85,9 +85,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         metadata = details.invocation_metadata
-        principal = await self._auth.authenticate(bearer_token(metadata))
+        token = bearer_token(metadata)
+        principal = await self._auth.authenticate(token)
         if principal is None:
-            return refuse(handler, grpc.StatusCode.UNAUTHENTICATED, TOKEN_HELP)
+            # A revoked client learns why, whichever of its calls is refused first.
+            why = REVOKED if credential_id_of(token) in self._auth.revoked else TOKEN_HELP
+            return refuse(handler, grpc.StatusCode.UNAUTHENTICATED, why)
         rule = RPC_RULES.get(details.method)
         if rule is None or not rule.allows(principal):
             return refuse(

@@ -94,6 +94,12 @@ def issue_enrollment(name: str, uses: int, expires_at: datetime | None) -> tuple
 
 def stored_credential(statestore: Statestore, token: str, kind: CredentialKind) -> Credential | None:
     """The unrevoked, unexpired credential of this kind the token belongs to, or None. Blocking."""
+    credential = token_owner(statestore, token)
+    return credential if credential is not None and usable(credential, kind) else None
+
+
+def token_owner(statestore: Statestore, token: str) -> Credential | None:
+    """The stored credential whose hash the token matches, whatever its state, or None. Blocking."""
     credential_id = credential_id_of(token)
     if credential_id is None:
         return None
@@ -101,13 +107,14 @@ def stored_credential(statestore: Statestore, token: str, kind: CredentialKind) 
         credential = statestore.credentials.get(credential_id)
     except NotFound:
         return None
-    if not hmac.compare_digest(credential.token_hash, hash_token(token)):
-        return None
+    return credential if hmac.compare_digest(credential.token_hash, hash_token(token)) else None
+
+
+def usable(credential: Credential, kind: CredentialKind) -> bool:
+    """Of this kind, not revoked and not expired."""
     if credential.kind != kind or credential.revoked_at is not None:
-        return None
-    if credential.expires_at is not None and credential.expires_at <= utcnow():
-        return None
-    return credential
+        return False
+    return credential.expires_at is None or credential.expires_at > utcnow()
 
 
 @dataclass(frozen=True)
@@ -153,11 +160,13 @@ class Authenticator:
 
     def lookup(self, token: str) -> Principal | None:
         """Ask the statestore about a client token and cache the answer (also a refusal). Blocking."""
-        credential = stored_credential(self._statestore, token, CredentialKind.CLIENT)
+        credential = token_owner(self._statestore, token)
+        if credential is not None and credential.revoked_at is not None:
+            self.revoked.add(credential.id)  # so the refusal can say why
         principal = (
-            None
-            if credential is None
-            else Principal(Role.CLIENT, credential.client_id, credential.id, credential.name)
+            Principal(Role.CLIENT, credential.client_id, credential.id, credential.name)
+            if credential is not None and usable(credential, CredentialKind.CLIENT)
+            else None
         )
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
