@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from scaleout.compute_package import DEFAULT_MAX_UNPACKED_BYTES
 from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
 
 DEFAULT_PORT = 8092
@@ -19,6 +20,10 @@ class ApiSettings:
     s3_credentials: S3Credentials | None = None
     token: str | None = None
     max_upload_bytes: int = GIB
+    # A seed model's arrays, uncompressed (from the npz headers, before inflating anything).
+    max_model_bytes: int = GIB
+    # What a package may unpack to (it is also at most MAX_EXPANSION times the tarball's size).
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
     # A combiner heartbeats every registry interval (5 s); three missed ones mean it is gone.
     combiner_online_seconds: float = 15.0
     # The helper clients get when no package is active yet (e.g. they run a local package).

@@ -49,6 +49,22 @@ def api_group() -> None:
     show_default=True,
     help="Largest package or seed model upload.",
 )
+@click.option(
+    "--max-model-bytes",
+    envvar="SCALEOUT_API_MAX_MODEL_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_model_bytes,
+    show_default=True,
+    help="Largest seed model, uncompressed (read from its npz headers before anything is inflated).",
+)
+@click.option(
+    "--max-unpacked-bytes",
+    envvar="SCALEOUT_API_MAX_UNPACKED_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unpacked_bytes,
+    show_default=True,
+    help="Largest total size a compute package may unpack to (and never over 250x its tarball).",
+)
 @log_level_option
 def start(
     host: str,
@@ -57,6 +73,8 @@ def start(
     models_uri: str,
     token: str | None,
     max_upload_bytes: int,
+    max_model_bytes: int,
+    max_unpacked_bytes: int,
     log_level: str,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself."""
@@ -71,6 +89,8 @@ def start(
         models_uri=models_uri,
         token=token or None,
         max_upload_bytes=max_upload_bytes,
+        max_model_bytes=max_model_bytes,
+        max_unpacked_bytes=max_unpacked_bytes,
         s3_credentials=S3Credentials.from_env(os.environ),
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
