@@ -24,7 +24,7 @@ from scaleout.api.checks import InvalidModel
 from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
-from scaleout.api.validation import request_validation_error
+from scaleout.api.validation import document_error_detail, request_validation_error
 from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
 from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
 from scaleout.store.repository import ModelRepository
@@ -105,6 +105,7 @@ def _add_routes(app: FastAPI) -> None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_validation_error)
+    document_error_detail(app)
     for error_type, status in ERROR_STATUS:
         app.add_exception_handler(error_type, _handler(status))
 
