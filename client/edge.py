@@ -40,6 +40,7 @@ from scaleout.client.rest import open_api
 from scaleout.client.settings import ClientSettings, resolve_client_id
 from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
+from scaleout.compute_package import PackageLimits
 from scaleout.errors import PackageError, ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 from scaleout.proto.auth import token_interceptors
@@ -162,7 +163,8 @@ class EdgeClient:
     async def _package(self, api: httpx.AsyncClient) -> Path:
         local = self.settings.local_package
         if local is None:
-            folder = await fetch_package(api, self.work_dir, self._backoff)
+            limits = PackageLimits(max_unpacked_bytes=self.settings.max_unpacked_bytes)
+            folder = await fetch_package(api, self.work_dir, self._backoff, limits)
             logger.info("compute package downloaded and unpacked in %s", folder)
             return folder
         if not local.is_dir():

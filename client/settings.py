@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from scaleout.compute_package import DEFAULT_MAX_UNPACKED_BYTES
 from scaleout.errors import InvalidId
 
 DEFAULT_API_URL = "http://localhost:8092"
@@ -45,6 +46,8 @@ class ClientSettings:
     # Upload chunks: the combiner holds ~2 of them per open upload until written, so 1 MiB (the low end
     # of the wire contract) keeps 16 concurrent uploads at ~50 MB there, at the same speed as 2 MiB.
     chunk_size: int = 1024 * 1024
+    # The total a downloaded package may unpack to; keep it >= the API's --max-unpacked-bytes.
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:

@@ -60,6 +60,9 @@ class PackageLimits:
     max_members: int = MAX_MEMBERS
 
 
+DEFAULT_LIMITS = PackageLimits()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in chunks so a large package is never whole in memory."""
     digest = hashlib.sha256()
@@ -173,7 +176,7 @@ def _anonymize(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def extract_package(
-    tarball: str | os.PathLike[str], dest: str | os.PathLike[str], limits: PackageLimits = PackageLimits()
+    tarball: str | os.PathLike[str], dest: str | os.PathLike[str], limits: PackageLimits = DEFAULT_LIMITS
 ) -> Path:
     """Unpack ``tarball`` into ``dest`` after ``check_package`` passed on it; return ``dest``.
 
@@ -196,7 +199,7 @@ def extract_package(
 
 
 def check_package(
-    stream: BinaryIO, limits: PackageLimits = PackageLimits(), require_project: bool = True
+    stream: BinaryIO, limits: PackageLimits = DEFAULT_LIMITS, require_project: bool = True
 ) -> dict | None:
     """Check a package tarball in one streamed pass; return its parsed scaleout.yaml (None if absent
     and not ``require_project``). PackageError names the member and the fix.
@@ -243,7 +246,7 @@ def _scan_members(stream: BinaryIO, max_members: int, budget: int) -> dict | Non
             if total > budget:
                 raise PackageError(
                     f"the package unpacks to more than {budget} bytes (at most {MAX_EXPANSION} times the "
-                    f"tarball's size, and the limit of the API's --max-unpacked-bytes); leave data out of "
+                    f"tarball's size, and --max-unpacked-bytes); leave data out of "
                     "it (list it in .scaleoutignore)"
                 )
             name = posixpath.normpath(member.name)

@@ -87,6 +87,14 @@ def client_group() -> None:
     help="Failed connections in a row to the combiner before asking the API for another.",
 )
 @click.option(
+    "--max-unpacked-bytes",
+    envvar="SCALEOUT_CLIENT_MAX_UNPACKED_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unpacked_bytes,
+    show_default=True,
+    help="Refuse a compute package that unpacks to more (and, always, to over 250x its tarball).",
+)
+@click.option(
     "--data-partition",
     envvar="SCALEOUT_DATA_PARTITION",
     type=click.IntRange(min=0),
@@ -118,6 +126,7 @@ def start(
     assign_timeout: float | None,
     task_timeout: float | None,
     reconnect_attempts: int,
+    max_unpacked_bytes: int,
     data_partition: int | None,
     num_partitions: int | None,
     partition_claim_dir: Path | None,
@@ -169,6 +178,7 @@ def start(
             assign_timeout=assign_timeout,
             task_timeout=task_timeout,
             reconnect_attempts=reconnect_attempts,
+            max_unpacked_bytes=max_unpacked_bytes,
         )
         asyncio.run(EdgeClient(settings).run())
 

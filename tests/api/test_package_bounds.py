@@ -81,7 +81,7 @@ def test_a_small_tarball_that_inflates_to_gigabytes_is_refused_by_the_api_and_th
     assert size < 3 * 10**6
     reason = (
         f"the package unpacks to more than {250 * size} bytes (at most 250 times the tarball's size, "
-        "and the limit of the API's --max-unpacked-bytes); leave data out of it (list it in .scaleoutignore)"
+        "and --max-unpacked-bytes); leave data out of it (list it in .scaleoutignore)"
     )
 
     with pytest.raises(APIError) as error:
