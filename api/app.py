@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from scaleout import __version__
@@ -25,6 +26,7 @@ from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
 from scaleout.credentials import Authenticator, controller_token
+from scaleout.api.validation import document_error_detail, request_validation_error
 from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
 from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
 from scaleout.store.repository import ModelRepository
@@ -106,6 +108,8 @@ def _add_routes(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    document_error_detail(app)
     for error_type, status in ERROR_STATUS:
         app.add_exception_handler(error_type, _handler(status))
 

@@ -19,6 +19,9 @@ from scaleout.store.statestore import Repository, Statestore
 
 PAGING = frozenset({"limit", "skip", "sort_key", "sort_order"})
 MAX_LIMIT = 10_000
+MAX_SKIP = 2**53
+# Integer filters are compared by the statestore as 64-bit integers (SQLite, MongoDB).
+INT64 = {"ge": -(2**63), "le": 2**63 - 1}
 
 
 class Count(BaseModel):
@@ -57,7 +60,11 @@ def filter_dependency(family: str, entity: type[Entity]) -> Callable[..., dict[s
             name,
             inspect.Parameter.KEYWORD_ONLY,
             annotation=kind | None,
-            default=Query(None, description=f"only {family} whose {name} equals this"),
+            default=Query(
+                None,
+                description=f"only {family} whose {name} equals this",
+                **(INT64 if kind is int else {}),
+            ),
         )
         for name, kind in fields.items()
     ]
@@ -81,7 +88,7 @@ def entity_router(
         limit: Annotated[
             int | None, Query(ge=0, le=MAX_LIMIT, description="page size; all if omitted")
         ] = None,
-        skip: Annotated[int, Query(ge=0)] = 0,
+        skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
         sort_key: Annotated[str, Query(description="a scalar field; ids sort in creation order")] = "id",
         sort_order: Literal["asc", "desc"] = "asc",
     ) -> dict[str, Any]:

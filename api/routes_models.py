@@ -37,7 +37,7 @@ def upload_seed_model(
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Model:
     """Checked loadable by the active helper (422 with the reason) before anything is stored."""
-    check_seed_model(file.file, active_helper(store, settings))
+    check_seed_model(file.file, active_helper(store, settings), settings.max_model_bytes)
     checksum, size = sha256_and_size(file.file)
     model = Model(id=new_id(), name=name or (file.filename or "seed"), size=size, sha256=checksum)
     repository.put_model(model.id, file.file)  # bytes first: a committed id always has its bytes (§4)

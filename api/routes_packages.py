@@ -8,9 +8,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from scaleout.api import deps
-from scaleout.api.checks import check_helper, check_package
+from scaleout.api.checks import check_helper
 from scaleout.api.streaming import stream_object
 from scaleout.api.uploads import sha256_and_size
+from scaleout.compute_package import PackageLimits, check_package
 from scaleout.errors import NotFound
 from scaleout.store.entities import Package, new_id
 from scaleout.store.statestore import Statestore
@@ -40,13 +41,14 @@ def upload_package(
     file: Annotated[UploadFile, File(description="the package tarball (.tgz), scaleout.yaml at its root")],
     store: deps.StatestoreDep,
     repository: deps.RepositoryDep,
+    settings: deps.SettingsDep,
     name: Annotated[str, Form(max_length=200)] = "",
     helper: Annotated[str, Form(description="the helper plugin the package uses")] = "numpyhelper",
     description: Annotated[str, Form(max_length=2000)] = "",
 ) -> Package:
     """Checked (gzip, safe members, scaleout.yaml at the root) before anything is stored."""
     check_helper(helper)
-    check_package(file.file)
+    check_package(file.file, PackageLimits(max_unpacked_bytes=settings.max_unpacked_bytes))
     checksum, size = sha256_and_size(file.file)
     file_name = PurePath(file.filename or "package.tgz").name
     package = Package(

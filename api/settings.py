@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from scaleout.compute_package import DEFAULT_MAX_UNPACKED_BYTES
 from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI, S3Credentials
 from scaleout.tls import ClientTLS
 
@@ -27,6 +28,10 @@ class ApiSettings:
     # How long a client credential's check is cached: a revocation takes effect within this.
     credential_cache_seconds: float = 5.0
     max_upload_bytes: int = GIB
+    # A seed model's arrays, uncompressed (from the npz headers, before inflating anything).
+    max_model_bytes: int = GIB
+    # What a package may unpack to (it is also at most MAX_EXPANSION times the tarball's size).
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
     # A combiner heartbeats every registry interval (5 s); three missed ones mean it is gone.
     combiner_online_seconds: float = 15.0
     # The helper clients get when no package is active yet (e.g. they run a local package).

@@ -47,6 +47,7 @@ from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_cli
 from scaleout.client.task_loop import TaskLoop
 from scaleout.client.tasks import Link, TaskRunner, remove_stale_task_files
 from scaleout.client.threads import run_blocking
+from scaleout.compute_package import PackageLimits
 from scaleout.errors import PackageError, ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 from scaleout.proto.channels import certificate_refusal, open_channel
@@ -201,7 +202,8 @@ class EdgeClient:
     async def _package(self, api: httpx.AsyncClient) -> Path:
         local = self.settings.local_package
         if local is None:
-            folder = await fetch_package(api, self.work_dir, self._backoff)
+            limits = PackageLimits(max_unpacked_bytes=self.settings.max_unpacked_bytes)
+            folder = await fetch_package(api, self.work_dir, self._backoff, limits)
             logger.info("compute package downloaded and unpacked in %s", folder)
             return folder
         if not local.is_dir():

@@ -20,7 +20,7 @@ import httpx
 from scaleout.client.backoff import Backoff
 from scaleout.client.dispatcher import PROJECT_FILE
 from scaleout.client.rest import auth_hint, error_detail
-from scaleout.compute_package import extract_package, sha256_file
+from scaleout.compute_package import DEFAULT_LIMITS, PackageLimits, extract_package, sha256_file
 from scaleout.errors import PackageError
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,13 @@ TARBALL = "package.tgz"
 DOWNLOAD_ATTEMPTS = 5  # transport errors only; a wrong checksum is never retried
 
 
-async def fetch_package(api: httpx.AsyncClient, work_dir: Path, backoff: Backoff) -> Path:
+async def fetch_package(
+    api: httpx.AsyncClient, work_dir: Path, backoff: Backoff, limits: PackageLimits = DEFAULT_LIMITS
+) -> Path:
     """Download, verify and unpack the active package under ``work_dir``; return the folder to run.
 
     Raises PackageError when the API has no active package, the checksum differs, or the tarball
-    is unsafe or unreadable.
+    is unsafe, over ``limits`` or unreadable (the API's own package check).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     tarball = work_dir / TARBALL
@@ -55,7 +57,7 @@ async def fetch_package(api: httpx.AsyncClient, work_dir: Path, backoff: Backoff
     backoff.reset()
     try:
         _verify(tarball, expected)
-        return _unpack(tarball, work_dir)
+        return _unpack(tarball, work_dir, limits)
     finally:
         tarball.unlink(missing_ok=True)
 
@@ -115,13 +117,13 @@ def _verify(tarball: Path, expected: str) -> None:
         )
 
 
-def _unpack(tarball: Path, work_dir: Path) -> Path:
+def _unpack(tarball: Path, work_dir: Path, limits: PackageLimits) -> Path:
     """Extract into a fresh folder, then swap it in for the previous package."""
     for stale in work_dir.glob(".package-*"):  # left by a killed client; the work dir lock says it is ours
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".package-", dir=work_dir))
     try:
-        extract_package(tarball, staging)
+        extract_package(tarball, staging, limits)
         target = work_dir / PACKAGE_DIR
         if target.exists():
             shutil.rmtree(target)

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scaleout.compute_package import DEFAULT_MAX_UNPACKED_BYTES
 from scaleout.errors import InvalidId
 from scaleout.tls import ClientTLS
 
@@ -61,6 +62,8 @@ class ClientSettings:
     min_transfer_rate: float = 250_000.0  # bytes/s: 2 Mbit/s, a slow edge link
     keepalive_time: float = 10.0
     keepalive_timeout: float = 5.0
+    # The total a downloaded package may unpack to; keep it >= the API's --max-unpacked-bytes.
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
 
     def __post_init__(self) -> None:
         if self.rpc_deadline <= 0 or self.min_transfer_rate <= 0 or self.keepalive_timeout <= 0:

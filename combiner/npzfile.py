@@ -1,5 +1,8 @@
 """Reading and writing numpyhelper's npz format (uncompressed, keys "0".."n-1") a slice at a time.
 
+Reading is scaleout.model_file's (one model checker for the API and the combiner); this module maps
+it onto the combiner's keys and writes aggregates.
+
 The combiner never holds a whole model besides its accumulator: shapes and dtypes come from the npy
 headers alone, an update's arrays are read in slices of a few MiB (so checking or folding a 100 MB
 update allocates a few MiB, not 100 MB), and the aggregate is written slice by slice, exactly as
@@ -8,103 +11,76 @@ update allocates a few MiB, not 100 MB), and the aggregate is written slice by s
 
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy
 
-SLICE_BYTES = 1 << 20  # bytes of an array read or written at a time
+from scaleout.model_file import BLOCK_BYTES, ArraySpec, ModelError, ModelReader
 
+__all__ = [
+    "SLICE_BYTES",
+    "ArraySpec",
+    "NpzReader",
+    "array_keys",
+    "read_specs",
+    "write_npz",
+    "write_npz_slices",
+]
 
-@dataclass(frozen=True)
-class ArraySpec:
-    """What every update's array at this position must match."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+SLICE_BYTES = BLOCK_BYTES  # bytes of an array read or written at a time
 
 
 def array_keys(count: int) -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def _read_header(stream: IO[bytes]) -> tuple[ArraySpec, bool]:
-    version = npy.read_magic(stream)
-    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-    shape, fortran_order, dtype = read_header(stream)
-    return ArraySpec(tuple(shape), np.dtype(dtype)), fortran_order
-
-
 class NpzReader:
-    """The arrays of an npz file: their specs from the headers, their values a slice at a time."""
+    """The arrays of an npz model by parameter index "0".."n-1" (stored as "i" or "arr_i").
+
+    Specs come from the headers alone, values a slice at a time (scaleout.model_file.ModelReader).
+    Raises ValueError, naming what is wrong, for a file that is no model.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
-        self._archive = zipfile.ZipFile(path)
+        try:
+            self._reader = ModelReader(path)
+        except ModelError as error:
+            raise ValueError(str(error)) from None
 
     def __enter__(self) -> "NpzReader":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._archive.close()
+        self._reader.close()
 
     def names(self) -> list[str]:
-        """Member names without ".npy", in archive order."""
-        return [member.removesuffix(".npy") for member in self._archive.namelist()]
+        """Parameter indices as strings, in order."""
+        return array_keys(len(self._reader.members))
 
     def spec(self, key: str) -> ArraySpec:
-        with self._archive.open(f"{key}.npy") as stream:
-            return _read_header(stream)[0]
+        try:
+            return self._reader.spec(int(key))
+        except ModelError as error:
+            raise ValueError(str(error)) from None
 
     def slices(self, key: str) -> Iterator[np.ndarray]:
-        """The array's elements in C order, as flat read-only arrays of at most SLICE_BYTES each.
+        """Array ``key``'s elements in C order, as flat read-only arrays of at most SLICE_BYTES each.
 
         Raises ValueError if the member holds fewer bytes than its header promises, and zipfile's
         BadZipFile if its CRC does not match.
         """
-        with self._archive.open(f"{key}.npy") as stream:
-            spec, fortran_order = _read_header(stream)
-            if spec.dtype.hasobject:
-                raise ValueError(f"array {key} holds Python objects (dtype {spec.dtype}), not numbers")
-            itemsize = spec.dtype.itemsize
-            per_slice = max(SLICE_BYTES // max(itemsize, 1), 1)
-            if fortran_order and len(spec.shape) > 1:
-                # Rare (np.save of a transposed array): the file's order is not C order. Read it whole.
-                data = stream.read(spec.size * itemsize)
-                if len(data) != spec.size * itemsize:
-                    raise ValueError(f"array {key} is truncated: its header says shape {spec.shape}")
-                transposed = np.frombuffer(data, dtype=spec.dtype).reshape(spec.shape[::-1])
-                whole = np.ascontiguousarray(transposed.T).reshape(-1)
-                for start in range(0, whole.size, per_slice):
-                    yield whole[start : start + per_slice]
-                return
-            remaining = spec.size
-            while remaining > 0:
-                count = min(per_slice, remaining)
-                data = stream.read(count * itemsize)
-                if len(data) != count * itemsize:
-                    raise ValueError(f"array {key} is truncated: its header says shape {spec.shape}")
-                yield np.frombuffer(data, dtype=spec.dtype)
-                remaining -= count
+        try:
+            yield from self._reader.blocks(int(key))
+        except ModelError as error:
+            raise ValueError(str(error)) from None
 
 
 def read_specs(path: str | Path) -> list[ArraySpec]:
-    """Shapes and dtypes of the arrays "0".."n-1" of an npz file, from their headers only."""
-    specs: dict[int, ArraySpec] = {}
+    """Shapes and dtypes of a model's arrays in parameter order, from their headers only."""
     with NpzReader(path) as reader:
-        for key in reader.names():
-            if not key.isdigit():
-                raise ValueError(f"{path}: npz key '{key}' is not a parameter index '0'..'n-1'")
-            specs[int(key)] = reader.spec(key)
-    if sorted(specs) != list(range(len(specs))):
-        raise ValueError(f"{path}: npz keys are not exactly '0'..'{len(specs) - 1}'")
-    return [specs[i] for i in range(len(specs))]
+        return [reader.spec(key) for key in reader.names()]
 
 
 def write_npz(path: str | Path, arrays: Iterable[np.ndarray]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+from scaleout.combiner.bounds import CLIPPED_SUFFIX, bound_update, round_settings_error
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.fedavg import FedAvg
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
@@ -38,8 +39,7 @@ from scaleout.store.statestore import Statestore
 log = logging.getLogger(__name__)
 
 ACCEPTED = "accepted"
-AGGREGATORS = ("", "fedavg")
-HELPERS = ("", "numpyhelper")
+DEFAULT_MAX_NUM_EXAMPLES = 10**9  # per update; CombinerSettings.max_num_examples
 
 
 def rejected(reason: str) -> str:
@@ -58,8 +58,10 @@ class RoundHandler:
         statestore: Statestore,
         repository: ModelRepository,
         work_dir: Path,
+        max_num_examples: int = DEFAULT_MAX_NUM_EXAMPLES,
     ) -> None:
         self.name = name
+        self._max_num_examples = max_num_examples
         self._registry = registry
         self._staged = staged
         self._spool = spool
@@ -97,14 +99,8 @@ class RoundHandler:
             validate_id(config.model_id)
         except InvalidId as error:
             return f"RoundConfig.model_id: {error}"
-        if not (config.round_timeout > 0 and math.isfinite(config.round_timeout)):
-            return (
-                f"RoundConfig.round_timeout must be a positive number of seconds, got {config.round_timeout}"
-            )
-        if config.aggregator not in AGGREGATORS:
-            return f"RoundConfig.aggregator {config.aggregator!r} is not supported; use 'fedavg'"
-        if config.helper not in HELPERS:
-            return f"RoundConfig.helper {config.helper!r} is not supported: the combiner averages numpyhelper"
+        if error := round_settings_error(config):
+            return error
         if config.requested_clients and config.requested_clients < config.min_clients:
             return (
                 f"RoundConfig.requested_clients ({config.requested_clients}) is below min_clients "
@@ -332,7 +328,7 @@ class RoundHandler:
             training, reason, counts = self._admit(update)
             if reason is None and training is not None:
                 try:
-                    meta, count = parse_meta(update.meta)
+                    meta, count = parse_meta(update.meta, self._max_num_examples)
                     if spooled is None:
                         raise UpdateRejected(
                             f"model_update_id {update_id!r} is unknown: no upload with that id from client "
@@ -424,6 +420,7 @@ class RoundHandler:
                 raise UpdateRejected(f"update arrived after round {training.round_id} ended; not averaged")
             async with training.check_slot:
                 await asyncio.to_thread(check_arrays, spooled.path, fedavg.specs)
+                path = await self._within_norm_bound(training, spooled.path)
             async with training.fold_lock:
                 if training.closed:
                     raise UpdateRejected(
@@ -431,7 +428,7 @@ class RoundHandler:
                     )
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(fedavg.fold, spooled.path, count)
+                    await asyncio.to_thread(fedavg.fold, path, count)
                 except Exception as error:  # the accumulator may hold part of this update: fail the round
                     training.fail(
                         f"round {training.round_id}: folding the update of client {client_id} "
@@ -448,6 +445,22 @@ class RoundHandler:
             return rejected(str(error))
         finally:
             discard(spooled.path)
+            discard(spooled.path.with_name(spooled.path.stem + CLIPPED_SUFFIX))
+
+    async def _within_norm_bound(self, training: TrainingRound, update: Path) -> Path:
+        """The update, or its clipped copy, when the session bounds update norms; else UpdateRejected."""
+        config = training.config
+        if not config.max_update_norm or training.fedavg is None:
+            return update
+        global_model = await self._staged.stage(config.model_id)
+        return await asyncio.to_thread(
+            bound_update,
+            update,
+            global_model,
+            training.fedavg.specs,
+            config.max_update_norm,
+            config.clip_updates,
+        )
 
     async def receive_status(self, status: pb.Status) -> str:
         """A failed task counts as its client's report, with the error as the rejection reason."""

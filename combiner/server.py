@@ -98,7 +98,14 @@ class Combiner:
         self.staged = StagedModels(repository, work_dir / "models")
         self.spool = UpdateSpool(work_dir / "updates", settings.max_model_size)
         self.rounds = RoundHandler(
-            settings.name, self.registry, self.staged, self.spool, statestore, repository, work_dir
+            settings.name,
+            self.registry,
+            self.staged,
+            self.spool,
+            statestore,
+            repository,
+            work_dir,
+            max_num_examples=settings.max_num_examples,
         )
         self.auth = _authenticator(settings, statestore)
         self._revocations = (

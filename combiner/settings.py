@@ -24,6 +24,8 @@ class CombinerSettings:
     registry_interval: float = 5.0
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB
+    # Largest num_examples one update may claim: keeps one client from taking all of an average's weight.
+    max_num_examples: int = 10**9
     s3_credentials: S3Credentials | None = None
     # The admin token (the API's). With it or a controller token set, every RPC needs a credential
     # and follows scaleout/roles.py; with neither, every RPC is open.

@@ -13,15 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from scaleout.combiner.npzfile import ArraySpec, NpzReader, array_keys
+from scaleout.combiner.npzfile import ArraySpec, NpzReader
+from scaleout.round_rules import short
 
 
 class UpdateRejected(Exception):
     """An update that must not be averaged in; str() is the reason."""
 
 
-def parse_meta(meta: str) -> tuple[dict[str, Any], int]:
-    """The update's metadata object and its num_examples: a positive int (not bool, not 3.0)."""
+# The fold computes ``acc + (x - acc) * w`` in float64; values within half of float64's range keep
+# ``x - acc`` finite, so a finite update can never turn the average into inf.
+MAX_ABS_VALUE = float(np.finfo(np.float64).max) / 2
+
+
+def parse_meta(meta: str, max_examples: int) -> tuple[dict[str, Any], int]:
+    """The update's metadata object and its num_examples: an int (not bool, not 3.0) in 1..max_examples.
+
+    The bound keeps one client from taking all the weight of an average, and keeps totals within the
+    uint64 fields of ClientResult and RoundResult.
+    """
     try:
         value = json.loads(meta) if meta else None
     except ValueError as error:
@@ -34,36 +44,53 @@ def parse_meta(meta: str) -> tuple[dict[str, Any], int]:
         raise UpdateRejected("meta has no num_examples; the train entry point must save it in OUT-metadata")
     count = value["num_examples"]
     if isinstance(count, bool) or not isinstance(count, int):
-        raise UpdateRejected(f"num_examples must be an integer, got {count!r} ({type(count).__name__})")
+        raise UpdateRejected(f"num_examples must be an integer, got {short(count)} ({type(count).__name__})")
     if count <= 0:
-        raise UpdateRejected(f"num_examples must be > 0, got {count}")
+        raise UpdateRejected(f"num_examples must be > 0, got {short(count)}")
+    if count > max_examples:
+        raise UpdateRejected(
+            f"num_examples {short(count)} is above the combiner's maximum of {max_examples} per update "
+            "(--max-num-examples)"
+        )
     return value, count
 
 
 def check_arrays(path: str | Path, specs: list[ArraySpec]) -> None:
-    """The update holds exactly the global model's arrays (count, shape, dtype), all finite."""
+    """The update holds exactly the global model's arrays (count, shape, dtype), all finite.
+
+    Values beyond MAX_ABS_VALUE are refused too: averaged in, they could overflow to inf.
+    """
     try:
         with NpzReader(path) as reader:
-            keys = sorted(reader.names(), key=lambda k: (len(k), k))
-            if keys != array_keys(len(specs)):
+            keys = reader.names()
+            if len(keys) != len(specs):
                 raise UpdateRejected(
-                    f"update has {len(keys)} array(s) {keys[:5]}, the global model has {len(specs)} "
+                    f"update has {len(keys)} array(s), the global model has {len(specs)} "
                     f"(keys '0'..'{len(specs) - 1}')"
                 )
             for key, spec in zip(keys, specs, strict=True):
                 check_spec(key, reader.spec(key), spec)
             for key, spec in zip(keys, specs, strict=True):
-                if spec.dtype.kind in "fc":
-                    for part in reader.slices(key):
-                        if not np.isfinite(part).all():
-                            raise UpdateRejected(f"array {key} contains NaN or inf values")
-                else:
-                    for _ in reader.slices(key):  # read to the end: checks length and CRC
-                        pass
+                for part in reader.slices(key):
+                    if spec.dtype.kind in "fc":
+                        _check_values(key, part)
     except UpdateRejected:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UpdateRejected(f"update is not a readable npz file: {error}") from None
+
+
+def _check_values(key: str, part: np.ndarray) -> None:
+    if not np.isfinite(part).all():
+        raise UpdateRejected(f"array {key} contains NaN or inf values")
+    if float(np.finfo(part.dtype).max) <= MAX_ABS_VALUE:
+        return  # float32 and smaller: the float64 fold cannot overflow
+    largest = float(np.abs(part).max(initial=0))
+    if largest > MAX_ABS_VALUE:
+        raise UpdateRejected(
+            f"array {key} holds a value of magnitude {largest:.3g}; above {MAX_ABS_VALUE:.3g} "
+            "averaging it could overflow to inf"
+        )
 
 
 def check_spec(key: str, actual: ArraySpec, spec: ArraySpec) -> None:

@@ -131,6 +131,8 @@ def round_config(
         aggregator_kwargs=config.aggregator_kwargs,
         helper=config.helper,
         client_settings=json.dumps(config.client_settings),
+        max_update_norm=config.max_update_norm or 0.0,
+        clip_updates=config.clip_updates,
     )
 
 

@@ -336,7 +336,7 @@ class ModelResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[ModelStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RoundConfig(_message.Message):
-    __slots__ = ("session_id", "round_id", "round_index", "model_id", "round_timeout", "min_clients", "requested_clients", "buffer_size", "aggregator", "aggregator_kwargs", "helper", "client_settings")
+    __slots__ = ("session_id", "round_id", "round_index", "model_id", "round_timeout", "min_clients", "requested_clients", "buffer_size", "aggregator", "aggregator_kwargs", "helper", "client_settings", "max_update_norm", "clip_updates")
     class AggregatorKwargsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +356,8 @@ class RoundConfig(_message.Message):
     AGGREGATOR_KWARGS_FIELD_NUMBER: _ClassVar[int]
     HELPER_FIELD_NUMBER: _ClassVar[int]
     CLIENT_SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPDATE_NORM_FIELD_NUMBER: _ClassVar[int]
+    CLIP_UPDATES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round_id: str
     round_index: int
@@ -368,7 +370,9 @@ class RoundConfig(_message.Message):
     aggregator_kwargs: _containers.ScalarMap[str, float]
     helper: str
     client_settings: str
-    def __init__(self, session_id: _Optional[str] = ..., round_id: _Optional[str] = ..., round_index: _Optional[int] = ..., model_id: _Optional[str] = ..., round_timeout: _Optional[float] = ..., min_clients: _Optional[int] = ..., requested_clients: _Optional[int] = ..., buffer_size: _Optional[int] = ..., aggregator: _Optional[str] = ..., aggregator_kwargs: _Optional[_Mapping[str, float]] = ..., helper: _Optional[str] = ..., client_settings: _Optional[str] = ...) -> None: ...
+    max_update_norm: float
+    clip_updates: bool
+    def __init__(self, session_id: _Optional[str] = ..., round_id: _Optional[str] = ..., round_index: _Optional[int] = ..., model_id: _Optional[str] = ..., round_timeout: _Optional[float] = ..., min_clients: _Optional[int] = ..., requested_clients: _Optional[int] = ..., buffer_size: _Optional[int] = ..., aggregator: _Optional[str] = ..., aggregator_kwargs: _Optional[_Mapping[str, float]] = ..., helper: _Optional[str] = ..., client_settings: _Optional[str] = ..., max_update_norm: _Optional[float] = ..., clip_updates: _Optional[bool] = ...) -> None: ...
 
 class ValidationConfig(_message.Message):
     __slots__ = ("session_id", "round_id", "model_id", "timeout", "client_ids")

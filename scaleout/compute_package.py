@@ -18,8 +18,13 @@ import os
 import posixpath
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import yaml
 
 from scaleout.errors import PackageError
 
@@ -35,6 +40,27 @@ ALWAYS_EXCLUDED = (
     ".mypy_cache",
 )
 CHUNK_SIZE = 1 << 20
+PROJECT_FILE = "scaleout.yaml"
+GZIP_MAGIC = b"\x1f\x8b"
+HOW_TO_PACKAGE = "create one with `scaleout package create --path <package folder>`"
+# Bounds on unpacking, the same in the API (upload) and on every client (download).
+MAX_MEMBERS = 100_000
+DEFAULT_MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_EXPANSION = 250  # unpacked bytes per tarball byte: code compresses ~5x, gzip at most ~1000x (a bomb)
+MAX_PROJECT_FILE_BYTES = 256 * 1024
+MAX_YAML_VALUES = 10_000  # values of scaleout.yaml with aliases expanded: an alias bomb has billions
+MAX_LINK_DEPTH = 40  # links followed within one path, as Linux's ELOOP bound
+
+
+@dataclass(frozen=True)
+class PackageLimits:
+    """Bounds on what a package unpacks to; the API's come from its settings, a client's are the defaults."""
+
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    max_members: int = MAX_MEMBERS
+
+
+DEFAULT_LIMITS = PackageLimits()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -149,21 +175,22 @@ def _anonymize(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def extract_package(tarball: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Unpack ``tarball`` into ``dest`` after checking every member; return ``dest``.
+def extract_package(
+    tarball: str | os.PathLike[str], dest: str | os.PathLike[str], limits: PackageLimits = DEFAULT_LIMITS
+) -> Path:
+    """Unpack ``tarball`` into ``dest`` after ``check_package`` passed on it; return ``dest``.
 
-    Rejects absolute names, ``..`` components, links that point outside ``dest`` and special
-    files, naming the member, before anything is written.
+    The check is the API's own (member names, links resolved against ``dest``, sizes, member count,
+    scaleout.yaml), so nothing is written unless the whole package is safe.
     """
     dest_path = Path(dest).resolve()
     try:
+        with open(tarball, "rb") as stream:
+            check_package(stream, limits, require_project=False)
         with tarfile.open(tarball, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member)
             dest_path.mkdir(parents=True, exist_ok=True)
-            # The data filter re-checks against the real filesystem (e.g. chains of links) as it writes.
-            tar.extractall(dest_path, members=members, filter="data")
+            # The data filter re-checks against the real filesystem as it writes: a second line of defence.
+            tar.extractall(dest_path, filter="data")
     except tarfile.FilterError as exc:
         raise PackageError(f"package {tarball} has an unsafe member: {exc}") from exc
     except (tarfile.TarError, EOFError) as exc:
@@ -171,10 +198,167 @@ def extract_package(tarball: str | os.PathLike[str], dest: str | os.PathLike[str
     return dest_path
 
 
-def _check_member(member: tarfile.TarInfo) -> None:
+def check_package(
+    stream: BinaryIO, limits: PackageLimits = DEFAULT_LIMITS, require_project: bool = True
+) -> dict | None:
+    """Check a package tarball in one streamed pass; return its parsed scaleout.yaml (None if absent
+    and not ``require_project``). PackageError names the member and the fix.
+
+    Every member must stay inside the folder it unpacks to, with symlinks resolved as the filesystem
+    would (a link through a link), no device files; the members' total size is at most
+    ``limits.max_unpacked_bytes`` and at most MAX_EXPANSION times the tarball's own size (a small
+    tarball that inflates to gigabytes is a bomb); scaleout.yaml is small and parsed safely.
+    """
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    if stream.read(2) != GZIP_MAGIC:
+        raise PackageError(f"the package is not a gzip tarball (.tgz); {HOW_TO_PACKAGE}")
+    stream.seek(0)
+    budget = min(limits.max_unpacked_bytes, MAX_EXPANSION * size)
+    try:
+        project = _scan_members(stream, limits.max_members, budget)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise PackageError(
+            f"the package is not a readable gzip tarball ({error}); {HOW_TO_PACKAGE}"
+        ) from None
+    finally:
+        stream.seek(0)
+    if project is None and require_project:
+        raise PackageError(f"the package has no {PROJECT_FILE} at its root; {HOW_TO_PACKAGE}")
+    return project
+
+
+def _scan_members(stream: BinaryIO, max_members: int, budget: int) -> dict | None:
+    """Walk the members once; return the parsed project file if one is at the root."""
+    project = None
+    total = 0
+    links: dict[str, str] = {}
+    with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+        for count, member in enumerate(tar, start=1):
+            if count > max_members:
+                raise PackageError(
+                    f"the package has more than {max_members} files; leave data out of it "
+                    "(list it in .scaleoutignore)"
+                )
+            _check_member(member, links)
+            total += member.size
+            if total > budget:
+                raise PackageError(
+                    f"the package unpacks to more than {budget} bytes (at most {MAX_EXPANSION} times the "
+                    f"tarball's size, and --max-unpacked-bytes); leave data out of "
+                    "it (list it in .scaleoutignore)"
+                )
+            name = posixpath.normpath(member.name)
+            # At the root, or in a single top folder (a tarball of `client/`), where clients look.
+            if member.isreg() and posixpath.basename(name) == PROJECT_FILE and name.count("/") <= 1:
+                parsed = _parse_project_file(tar, member)
+                project = parsed if name == PROJECT_FILE else project
+    for name, target in links.items():  # a link may be redefined later: recheck against the final set
+        if _resolve(posixpath.join(posixpath.dirname(name), target), links) is None:
+            raise PackageError(
+                f"unsafe package member '{name}' is a symlink to '{target}', outside the package"
+            )
+    return project
+
+
+def _check_member(member: tarfile.TarInfo, links: dict[str, str]) -> None:
+    """The member's own rules (unsafe_member), then its path and link resolved through the links so far."""
     why = unsafe_member(member)
+    name = posixpath.normpath(member.name)
+    if why is None and _resolve(posixpath.dirname(name), links) is None:
+        why = "is written through a symlink that leaves the package"
+    if why is None and member.issym():
+        links[name] = member.linkname
+        if _resolve(posixpath.join(posixpath.dirname(name), member.linkname), links) is None:
+            why = f"is a symlink to '{member.linkname}', outside the package"
+    if why is None and member.islnk() and _resolve(member.linkname, links) is None:
+        why = f"is a hard link to '{member.linkname}', outside the package"
     if why is not None:
-        raise PackageError(f"package member '{member.name}' {why}; refusing to unpack the package")
+        raise PackageError(
+            f"unsafe package member '{member.name}' {why}; "
+            "refusing to unpack it: rebuild the package without it"
+        )
+
+
+def _resolve(path: str, links: dict[str, str], depth: int = 0) -> list[str] | None:
+    """``path``'s components after following the package's symlinks as the filesystem would, or None
+    if it leaves the package root (or links loop deeper than MAX_LINK_DEPTH)."""
+    if depth > MAX_LINK_DEPTH:
+        return None
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        candidate = "/".join([*parts, part])
+        target = links.get(candidate)
+        if target is None:
+            parts.append(part)
+            continue
+        if target.startswith(("/", "\\")):
+            return None
+        resolved = _resolve("/".join([*parts, target]), links, depth + 1)
+        if resolved is None:
+            return None
+        parts = resolved
+    return parts
+
+
+def _expanded_size(root: yaml.Node | None) -> int:
+    """How many values the document stands for once its aliases are expanded (a recursive alias
+    counts as unbounded); MAX_YAML_VALUES + 1 as soon as it is known to be more."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, path: frozenset[int]) -> int:
+        if id(node) in path:
+            return MAX_YAML_VALUES + 1
+        if id(node) not in sizes:
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [item for pair in node.value for item in pair]
+            total = 1
+            for child in children:
+                total = min(total + size(child, path | {id(node)}), MAX_YAML_VALUES + 1)
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    return 0 if root is None else size(root, frozenset())
+
+
+def _parse_project_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> dict:
+    if member.size > MAX_PROJECT_FILE_BYTES:
+        raise PackageError(
+            f"{PROJECT_FILE} is {member.size} bytes, more than {MAX_PROJECT_FILE_BYTES}; a project file is "
+            "a few lines of YAML"
+        )
+    handle = tar.extractfile(member)
+    text = handle.read() if handle else b""
+    try:
+        values = _expanded_size(yaml.compose(text, Loader=yaml.SafeLoader))
+        if values > MAX_YAML_VALUES:
+            raise PackageError(
+                f"{PROJECT_FILE} expands to more than {MAX_YAML_VALUES} values (through YAML aliases); "
+                "write it out without anchors"
+            )
+        project = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PackageError(f"{PROJECT_FILE} is not valid YAML: {error}") from None
+    except RecursionError:
+        raise PackageError(
+            f"{PROJECT_FILE} nests too deeply; a project file is a few lines of YAML"
+        ) from None
+    if not isinstance(project, dict) or not isinstance(project.get("entry_points"), dict):
+        raise PackageError(
+            f"{PROJECT_FILE} must be a mapping with an 'entry_points' section (train, validate)"
+        )
+    return project
 
 
 def unsafe_member(member: tarfile.TarInfo) -> str | None:

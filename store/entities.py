@@ -4,14 +4,17 @@ Ids are time-ordered (a millisecond timestamp then randomness, as hex), so sorti
 creation: round ids never string-sort "10" before "9".
 """
 
+import json
 import os
 import threading
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scaleout import round_rules as rules
 
 _last_id = 0
 _id_lock = threading.Lock()
@@ -64,25 +67,95 @@ class NodeStatus(StrEnum):
 
 
 class SessionConfig(BaseModel):
-    """How a session runs its rounds; validated at the API, stored with the session."""
+    """How a session runs its rounds; validated at the API, stored with the session.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    Strict types (``rounds: true`` or ``"5"`` is no count) and the bounds of ``scaleout.round_rules``,
+    the rules the combiner applies to each RoundConfig, so a session created is a session that runs.
+    """
 
-    rounds: int = Field(5, ge=1, le=100_000)
-    round_timeout: float = Field(180.0, gt=0, description="seconds a round waits for updates")
-    min_clients: int = Field(1, ge=1)
-    requested_clients: int | None = Field(None, ge=1, description="clients to select; None selects all")
-    buffer_size: int | None = Field(None, ge=1, description="end a round after this many updates")
-    aggregator: str = "fedavg"
-    aggregator_kwargs: dict[str, float] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+    rounds: int = Field(5, ge=1, le=rules.MAX_ROUNDS)
+    round_timeout: float = Field(
+        180.0,
+        gt=0,
+        le=rules.MAX_ROUND_TIMEOUT,
+        allow_inf_nan=False,
+        description="seconds a round waits for updates",
+    )
+    min_clients: int = Field(1, ge=1, le=rules.MAX_CLIENTS)
+    requested_clients: int | None = Field(
+        None, ge=1, le=rules.MAX_CLIENTS, description="clients to select; None selects all"
+    )
+    buffer_size: int | None = Field(
+        None, ge=1, le=rules.MAX_CLIENTS, description="end a round after this many updates"
+    )
+    aggregator: str = Field(
+        "fedavg", max_length=rules.MAX_NAME_CHARS, description=f"one of {rules.AGGREGATORS}"
+    )
+    aggregator_kwargs: dict[Annotated[str, Field(max_length=rules.MAX_NAME_CHARS)], float] = Field(
+        default_factory=dict, max_length=rules.MAX_AGGREGATOR_KWARGS
+    )
     validate_models: bool = Field(True, alias="validate")
-    helper: str = "numpyhelper"
+    helper: str = Field(
+        "numpyhelper", max_length=rules.MAX_NAME_CHARS, description=f"one of {', '.join(rules.HELPERS)}"
+    )
     client_settings: dict[str, Any] = Field(
         default_factory=dict, description="handed to the train entry point in IN-metadata"
     )
     round_retries: int = Field(
-        0, ge=0, description="times a failed round is retried before the session fails"
+        0,
+        ge=0,
+        le=rules.MAX_ROUND_RETRIES,
+        description="times a failed round is retried before the session fails",
     )
+    max_update_norm: float | None = Field(
+        None,
+        gt=0,
+        le=rules.MAX_UPDATE_NORM,
+        allow_inf_nan=False,
+        description="bound on the L2 norm of an update minus the global model; None: no bound",
+    )
+    clip_updates: bool = Field(
+        False, description="scale an update over max_update_norm down to it instead of rejecting it"
+    )
+
+    @field_validator("aggregator")
+    @classmethod
+    def _known_aggregator(cls, value: str) -> str:
+        if error := rules.name_error(value, rules.AGGREGATORS, "aggregator"):
+            raise ValueError(error)
+        return value
+
+    @field_validator("helper")
+    @classmethod
+    def _known_helper(cls, value: str) -> str:
+        if error := rules.name_error(value, rules.HELPERS, "helper"):
+            raise ValueError(error)
+        return value
+
+    @field_validator("client_settings")
+    @classmethod
+    def _small_client_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"must be a JSON object ({error})") from None
+        if size > rules.MAX_CLIENT_SETTINGS_BYTES:
+            raise ValueError(
+                f"is {size} bytes of JSON, more than {rules.MAX_CLIENT_SETTINGS_BYTES}; it goes with "
+                "every train task: pass data by reference"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "SessionConfig":
+        if self.requested_clients is not None and self.requested_clients < self.min_clients:
+            raise ValueError(
+                f"requested_clients ({self.requested_clients}) is below min_clients ({self.min_clients}): "
+                "no round could succeed"
+            )
+        return self
 
 
 class Session(Entity):

@@ -189,8 +189,9 @@ def test_extract_rejects_writing_through_a_symlink_chain(tmp_path):
         tarfile.TarInfo("b/evil.txt"),
     )
     dest = tmp_path / "dest"
-    with pytest.raises(PackageError, match="unsafe member"):
+    with pytest.raises(PackageError) as refused:
         extract_package(tarball, dest)
+    assert str(refused.value).startswith("unsafe package member 'b' is a symlink to 'a/..', outside")
     assert not (tmp_path / "evil.txt").exists()
 
 
@@ -204,5 +205,5 @@ def test_extract_allows_links_that_stay_inside(tmp_path):
 def test_corrupt_tarball_is_a_package_error(tmp_path):
     path = tmp_path / "broken.tgz"
     path.write_bytes(b"not a tarball at all")
-    with pytest.raises(PackageError, match="is not a readable tarball"):
+    with pytest.raises(PackageError, match="the package is not a gzip tarball"):
         extract_package(path, tmp_path / "dest")

@@ -69,6 +69,22 @@ def api_group() -> None:
 )
 @server_tls_options(mutual=False)
 @client_tls_options
+@click.option(
+    "--max-model-bytes",
+    envvar="SCALEOUT_API_MAX_MODEL_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_model_bytes,
+    show_default=True,
+    help="Largest seed model, uncompressed (read from its npz headers before anything is inflated).",
+)
+@click.option(
+    "--max-unpacked-bytes",
+    envvar="SCALEOUT_API_MAX_UNPACKED_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unpacked_bytes,
+    show_default=True,
+    help="Largest total size a compute package may unpack to (and never over 250x its tarball).",
+)
 @log_level_option
 def start(
     host: str,
@@ -81,6 +97,8 @@ def start(
     max_upload_bytes: int,
     server_tls: ServerTLS | None,
     tls: ClientTLS,
+    max_model_bytes: int,
+    max_unpacked_bytes: int,
     log_level: str,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself.
@@ -101,6 +119,8 @@ def start(
         controller_token=controller_token or None,
         public_docs=public_docs,
         max_upload_bytes=max_upload_bytes,
+        max_model_bytes=max_model_bytes,
+        max_unpacked_bytes=max_unpacked_bytes,
         s3_credentials=S3Credentials.from_env(os.environ),
         combiner_tls=tls,
     )

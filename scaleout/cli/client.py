@@ -130,6 +130,14 @@ def client_group() -> None:
     help="Seconds the ping's answer may take before the connection counts as dead.",
 )
 @click.option(
+    "--max-unpacked-bytes",
+    envvar="SCALEOUT_CLIENT_MAX_UNPACKED_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_unpacked_bytes,
+    show_default=True,
+    help="Refuse a compute package that unpacks to more (and, always, to over 250x its tarball).",
+)
+@click.option(
     "--data-partition",
     envvar="SCALEOUT_DATA_PARTITION",
     type=click.IntRange(min=0),
@@ -167,6 +175,7 @@ def start(
     min_transfer_rate: float,
     keepalive_time: float,
     keepalive_timeout: float,
+    max_unpacked_bytes: int,
     data_partition: int | None,
     num_partitions: int | None,
     partition_claim_dir: Path | None,
@@ -225,6 +234,7 @@ def start(
             min_transfer_rate=min_transfer_rate,
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
+            max_unpacked_bytes=max_unpacked_bytes,
         )
         asyncio.run(EdgeClient(settings).run())
 

@@ -105,6 +105,14 @@ def combiner_group() -> None:
     help="Largest model update accepted, in bytes.",
 )
 @click.option(
+    "--max-num-examples",
+    envvar="SCALEOUT_COMBINER_MAX_NUM_EXAMPLES",
+    type=click.IntRange(min=1, max=2**53),
+    default=DEFAULTS.max_num_examples,
+    show_default=True,
+    help="Largest num_examples one update may claim; updates above it are rejected.",
+)
+@click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
     help="The admin token (env SCALEOUT_API_TOKEN, as `scaleout api start --token`): with it or "
@@ -155,6 +163,7 @@ def start(
     registry_interval: float,
     work_dir: Path | None,
     max_model_size: int,
+    max_num_examples: int,
     token: str | None,
     controller_token: str | None,
     client_rate_limit: float,
@@ -189,6 +198,7 @@ def start(
             registry_interval=registry_interval,
             work_dir=work_dir or Path(".scaleout") / "combiner" / name,
             max_model_size=max_model_size,
+            max_num_examples=max_num_examples,
             s3_credentials=S3Credentials.from_env(os.environ),
             token=token or None,
             controller_token=controller_token or None,

@@ -50,6 +50,16 @@ def session_group() -> None:
 @click.option("--aggregator", default="fedavg", show_default=True, help="Aggregator name.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
 @click.option("--helper", default="numpyhelper", show_default=True, help="Helper that reads the models.")
+@click.option(
+    "--max-update-norm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Reject an update whose L2 distance from the global model is above this (default: no bound).",
+)
+@click.option(
+    "--clip-updates",
+    is_flag=True,
+    help="Scale an update over --max-update-norm down to it instead of rejecting it.",
+)
 @click.option("--model-id", help="Seed model of the session (default: the latest model).")
 @click.option("--name", default="", help="A name for people (default: generated).")
 @click.option(
@@ -69,6 +79,8 @@ def start(
     aggregator: str,
     validate: bool,
     helper: str,
+    max_update_norm: float | None,
+    clip_updates: bool,
     model_id: str | None,
     name: str,
     wait: bool | None,
@@ -87,6 +99,8 @@ def start(
             helper=helper,
             model_id=resolve_id(api, "models", model_id) if model_id else None,
             buffer_size=buffer_size,
+            max_update_norm=max_update_norm,
+            clip_updates=clip_updates,
         )
         session = api.get_session(session_id)
         if not wait:

@@ -23,6 +23,8 @@ CONFIG = {
     "helper": "numpyhelper",
     "client_settings": {"epochs": 2, "batch": [32, 64]},
     "round_retries": 1,
+    "max_update_norm": 10.0,
+    "clip_updates": True,
 }
 
 

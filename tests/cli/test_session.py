@@ -41,6 +41,7 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
         server, "session", "start", "--rounds", "3", "--round-timeout", "42.5", "--min-clients", "2",
         "--requested-clients", "4", "--buffer-size", "3", "--aggregator", "fedavg", "--no-validate",
         "--helper", "numpyhelper", "--model-id", seed_id, "--name", "exact", "--no-wait",
+        "--max-update-norm", "12.5", "--clip-updates",
     ).output  # fmt: skip
 
     with server.client() as api:
@@ -58,6 +59,8 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
         "helper": "numpyhelper",
         "client_settings": {},
         "round_retries": 0,
+        "max_update_norm": 12.5,
+        "clip_updates": True,
     }
     # This API hosts no controller, so nobody runs it: it stays Started, and stop ends it.
     assert f"Session exact ({session['id']}) is Started: 3 rounds" in output

@@ -101,6 +101,22 @@ def test_package_with_a_parent_path_member_is_refused_and_nothing_is_written_out
     assert not any(p.name.startswith(".package-") for p in work.iterdir()), "staging folder left behind"
 
 
+def test_a_package_over_the_clients_unpacked_limit_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    package = packed(tmp_path)
+    work = tmp_path / "work"
+
+    async def scenario() -> None:
+        with ApiDouble([assigned(free_port(), package="remote")], package=package) as api:
+            client = EdgeClient(settings_for(tmp_path, api.url, local_package=None, max_unpacked_bytes=100))
+            with pytest.raises(PackageError) as refused:
+                await asyncio.wait_for(client.run(handle_signals=False), WAIT)
+        assert str(refused.value).startswith("the package unpacks to more than 100 bytes")
+
+    run(scenario())
+    assert not (work / "package").exists()
+    assert sorted(p.name for p in work.iterdir()) == [".client.lock"]
+
+
 def test_api_without_an_active_package_tells_the_user_to_upload_one(tmp_path: Path) -> None:
     async def scenario() -> None:
         # The API assigned a combiner, then lost its package (404): the client cannot run.

@@ -28,7 +28,7 @@ BAD_ARRAYS = {
     "inf": ([np.full((2, 3), np.inf, dtype=np.float32), np.ones(4)], "array 0 contains NaN or inf"),
     "missing array": (
         [np.zeros((2, 3), dtype=np.float32)],
-        "update has 1 array(s) ['0'], the global model has 2",
+        "update has 1 array(s), the global model has 2",
     ),
 }
 

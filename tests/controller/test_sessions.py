@@ -65,6 +65,8 @@ def test_round_config_sent_to_the_combiner_is_the_sessions_config(stores, seed_i
         buffer_size=2,
         aggregator_kwargs={"lr": 0.5},
         client_settings={"epochs": 2},
+        max_update_norm=3.5,
+        clip_updates=True,
     )
     session = asyncio.run(run_session(stores, [double], seed_id, **config))
 
@@ -83,6 +85,7 @@ def test_round_config_sent_to_the_combiner_is_the_sessions_config(stores, seed_i
         "numpyhelper",
     )
     assert sent.client_settings == '{"epochs": 2}'
+    assert (sent.max_update_norm, sent.clip_updates) == (3.5, True)
 
 
 def test_stop_session_terminates_it_and_fails_the_running_round(stores, seed_id):

@@ -78,7 +78,8 @@ class Helper(HelperBase):
         return path if path.endswith(".npz") else path + ".npz"
 
     def load(self, path: str | IO[bytes], file_type: str = "npz") -> Weights:
-        """Read weights written by :meth:`save` (compressed npz too), in key order "0", "1", ..."""
+        """Read weights written by :meth:`save` or ``np.savez(path, *arrays)`` (compressed npz too), in
+        numeric key order "0", "1", ... (or "arr_0", "arr_1", ...)."""
         check_supported_file_type(file_type)
         if file_type == "raw_binary":
             if hasattr(path, "read"):
@@ -96,9 +97,14 @@ class Helper(HelperBase):
 
 
 def _key_index(key: str) -> int:
-    if not key.isdigit():
-        raise ValueError(f"npz key '{key}' is not a parameter index; numpyhelper writes keys '0'..'n-1'")
-    return int(key)
+    """The parameter index of a key: "3" as save writes it, or "arr_3" as ``np.savez(path, *arrays)`` does."""
+    index = key.removeprefix("arr_")
+    if not index.isdigit():
+        raise ValueError(
+            f"npz key '{key}' is not a parameter index; numpyhelper reads keys '0'..'n-1' "
+            "(or 'arr_0'..'arr_n-1', as np.savez(path, *arrays) writes)"
+        )
+    return int(index)
 
 
 def check_supported_file_type(file_type: str) -> None:
