@@ -25,8 +25,8 @@ from scaleout.api.checks import InvalidModel
 from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
-from scaleout.credentials import Authenticator, controller_token
 from scaleout.api.validation import document_error_detail, request_validation_error
+from scaleout.credentials import Authenticator, controller_token
 from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
 from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
 from scaleout.store.repository import ModelRepository
