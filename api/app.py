@@ -1,6 +1,7 @@
 """The FastAPI app: every route under /api/v1, OpenAPI at /docs, the controller on the same loop."""
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -141,7 +142,11 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
     from scaleout.controller import Controller, ControllerSettings
 
     # The API's token is the federation's: the combiners require it on Control calls too.
+    # A stable owner id: an API restarted on the same host and port resumes its sessions at once,
+    # while another API process waits for their leases to lapse.
     controller_settings = ControllerSettings(
-        combiner_online_window=settings.combiner_online_seconds, token=settings.token
+        combiner_online_window=settings.combiner_online_seconds,
+        token=settings.token,
+        owner_id=f"{socket.gethostname()}:{settings.port}",
     )
     return Controller(statestore, repository, controller_settings)

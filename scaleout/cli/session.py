@@ -23,6 +23,7 @@ from scaleout.cli.tables import (
     short_id,
     when,
 )
+from scaleout.store.entities import SessionConfig
 
 REFRESH = 1.0  # seconds between redraws; the session's end is seen at once (long poll), not on a tick
 FAILED = frozenset({"Failed", "Terminated"})
@@ -53,6 +54,20 @@ def session_group() -> None:
 @click.option("--model-id", help="Seed model of the session (default: the latest model).")
 @click.option("--name", default="", help="A name for people (default: generated).")
 @click.option(
+    "--round-retries",
+    type=click.IntRange(0),
+    default=SessionConfig.model_fields["round_retries"].default,
+    show_default=True,
+    help="Times a failed round (a lost combiner, too few clients) is retried before the session fails.",
+)
+@click.option(
+    "--retry-timeout",
+    type=click.FloatRange(min=0),
+    default=SessionConfig.model_fields["retry_timeout"].default,
+    show_default=True,
+    help="Seconds a failed round keeps being retried, with backoff, after its first failure.",
+)
+@click.option(
     "--wait/--no-wait",
     default=None,
     help="Show live progress until the session ends, then its rounds and metrics "
@@ -71,6 +86,8 @@ def start(
     helper: str,
     model_id: str | None,
     name: str,
+    round_retries: int,
+    retry_timeout: float,
     wait: bool | None,
 ) -> None:
     """Start a session on the active package; exit 1 if it ends Failed or Terminated (with --wait)."""
@@ -87,6 +104,8 @@ def start(
             helper=helper,
             model_id=resolve_id(api, "models", model_id) if model_id else None,
             buffer_size=buffer_size,
+            round_retries=round_retries,
+            retry_timeout=retry_timeout,
         )
         session = api.get_session(session_id)
         if not wait:

@@ -23,6 +23,7 @@ CONFIG = {
     "helper": "numpyhelper",
     "client_settings": {"epochs": 2, "batch": [32, 64]},
     "round_retries": 1,
+    "retry_timeout": 30.0,
 }
 
 
