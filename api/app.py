@@ -148,5 +148,7 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
         combiner_online_window=settings.combiner_online_seconds,
         token=settings.token,
         owner_id=f"{socket.gethostname()}:{settings.port}",
+        lease_seconds=settings.lease_seconds,
+        sweep_grace=settings.sweep_grace,
     )
     return Controller(statestore, repository, controller_settings)

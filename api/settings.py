@@ -23,3 +23,8 @@ class ApiSettings:
     combiner_online_seconds: float = 15.0
     # The helper clients get when no package is active yet (e.g. they run a local package).
     default_helper: str = "numpyhelper"
+    # Seconds a session's lease lasts unrenewed: another API process resumes a session whose
+    # controller died within about this plus 5 s (ControllerSettings.lease_seconds).
+    lease_seconds: float = 15.0
+    # Seconds before the repository sweep may delete an object no record names.
+    sweep_grace: float = 3600.0

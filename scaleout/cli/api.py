@@ -49,6 +49,23 @@ def api_group() -> None:
     show_default=True,
     help="Largest package or seed model upload.",
 )
+@click.option(
+    "--lease-seconds",
+    envvar="SCALEOUT_API_LEASE_SECONDS",
+    type=click.FloatRange(min=1),
+    default=DEFAULTS.lease_seconds,
+    show_default=True,
+    help="Seconds a session's lease lasts unrenewed; another API process on the same statestore "
+    "resumes a session whose API died after about this plus 5 s.",
+)
+@click.option(
+    "--sweep-grace",
+    envvar="SCALEOUT_API_SWEEP_GRACE",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.sweep_grace,
+    show_default=True,
+    help="Seconds before the hourly repository sweep deletes a model or package file no record names.",
+)
 @log_level_option
 def start(
     host: str,
@@ -57,6 +74,8 @@ def start(
     models_uri: str,
     token: str | None,
     max_upload_bytes: int,
+    lease_seconds: float,
+    sweep_grace: float,
     log_level: str,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself."""
@@ -71,6 +90,8 @@ def start(
         models_uri=models_uri,
         token=token or None,
         max_upload_bytes=max_upload_bytes,
+        lease_seconds=lease_seconds,
+        sweep_grace=sweep_grace,
         s3_credentials=S3Credentials.from_env(os.environ),
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")

@@ -339,9 +339,16 @@ def test_compare_and_set_writes_only_when_the_stored_item_matches(store: Statest
     assert (
         store.sessions.compare_and_set(session.id, {"lease_expires": {"$gt": at(30)}}, {"resumed": 2}) is None
     )
+    # A lease as read (owner and expiry to the millisecond) is what a taker expects to replace.
+    as_read = store.sessions.get(session.id)
+    expected = {"lease_owner": as_read.lease_owner, "lease_expires": as_read.lease_expires}
+    assert store.sessions.compare_and_set(
+        session.id, expected, {"lease_expires": at(40)}
+    ).lease_expires == at(40)
+    assert store.sessions.compare_and_set(session.id, expected, {"lease_expires": at(50)}) is None
     # The indexed columns follow the document.
     assert store.sessions.count({"lease_owner": "api-b"}) == 1
-    assert store.sessions.compare_and_set(session.id, {"resumed": 1}, {}) == renewed
+    assert store.sessions.compare_and_set(session.id, {"resumed": 1}, {}) == store.sessions.get(session.id)
 
 
 def test_compare_and_set_of_missing_id_or_bad_expectation_is_rejected(store: Statestore) -> None:
