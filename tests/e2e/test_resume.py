@@ -18,6 +18,7 @@ import pytest
 
 from scaleout import APIClient
 from scaleout.controller import INTERRUPTED, ControllerSettings
+from scaleout.store.uri import S3Credentials
 from tests.e2e.federation import Federation, federation, free_port, wait_until
 from tests.e2e.test_federation import (
     ENV,
@@ -35,8 +36,20 @@ LEASE = ControllerSettings()
 
 
 @pytest.fixture
-def fed(tmp_path: Path) -> Iterator[Federation]:
-    with federation(tmp_path, f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models", ENV) as fed:
+def fed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Federation]:
+    """SQLite and files, or (param "mongodb-s3") the production stores: MongoDB wire and S3."""
+    db, models, env = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models", ENV
+    if getattr(request, "param", "sqlite-files") == "mongodb-s3":
+        mongo_uri: str = request.getfixturevalue("mongo_uri")
+        credentials: S3Credentials = request.getfixturevalue("s3_credentials")
+        db = f"{mongo_uri.rstrip('/')}/{request.getfixturevalue('mongo_database')}"
+        models = f"s3://{request.getfixturevalue('s3_bucket')}?endpoint={request.getfixturevalue('s3_endpoint')}&secure=false"
+        env = {
+            **ENV,
+            "SCALEOUT_S3_ACCESS_KEY": credentials.access_key,
+            "SCALEOUT_S3_SECRET_KEY": credentials.secret_key,
+        }
+    with federation(tmp_path, db, models, env) as fed:
         yield fed
 
 
@@ -109,6 +122,7 @@ def test_a_killed_api_restarted_resumes_its_session_and_reruns_the_round_under_a
     assert_resumed_once(fed, fed.api, session, f"{socket.gethostname()}:{fed.api_port}")
 
 
+@pytest.mark.parametrize("fed", ["sqlite-files", "mongodb-s3"], indirect=True)
 def test_a_second_api_process_takes_the_session_over_when_the_owner_is_killed(fed: Federation) -> None:
     port = free_port()
     args = [
