@@ -76,16 +76,34 @@ class Controller:
         return resumed
 
     async def close(self) -> None:
-        """Stop the running session (it ends Terminated) and close the combiner channels."""
+        """Hand the running session off and close the combiner channels.
+
+        The session stays Started with its lease released, so the restarted API or another API
+        process resumes it at once: restarting the API does not end a session, stopping it does.
+        """
         self._closed = True
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         running = self._running
         if running is not None and not running.task.done():
-            await self._cancel(running)
+            await self._hand_off(running)
         if self._channels is not None:
             await self._channels.close()
+
+    async def _hand_off(self, running: _Running) -> None:
+        """Stop the session's work here without ending it, then free its lease."""
+        lease = running.runner.lease
+        lease.give_up(f"controller {self.owner} shut down and handed the session off")
+        await self._cancel(running)
+        if await asyncio.to_thread(lease.release) is not None:
+            await record_event(
+                self.statestore,
+                "session_handed_off",
+                f"controller {self.owner} shut down; the session waits for an API process to resume it",
+                EventLevel.WARNING,
+                session_id=running.session_id,
+            )
 
     @property
     def running_session_id(self) -> str | None:

@@ -85,9 +85,17 @@ class SessionLease:
         self.lost = self._why_lost(expected.get("rounds_done"))
         raise LeaseLost(self.lost)
 
-    def expire(self, reason: str) -> None:
-        """Give the lease up as lost without a write (the statestore could not be reached in time)."""
+    def give_up(self, reason: str) -> None:
+        """Count the lease as lost from now on, without a write: the session's work stops here
+        and writes nothing more (the statestore could not be reached in time, or the API shuts down)."""
         self.lost = reason
+
+    def release(self) -> Session | None:
+        """Free the lease, if this controller holds it, so another controller may resume at once."""
+        held = {"lease_owner": self.owner, "status": SessionStatus.STARTED.value}
+        return self.statestore.sessions.compare_and_set(
+            self.session_id, held, {"lease_owner": None, "lease_expires": None}
+        )
 
     def _why_lost(self, rounds_done: int | None) -> str:
         session = self.statestore.sessions.get(self.session_id)

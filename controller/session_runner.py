@@ -78,7 +78,7 @@ class SessionRunner:
                 if utcnow() < self.lease.expires:
                     log.warning("session %s: could not renew its lease: %r", self.session.id, err)
                     continue
-                self.lease.expire(f"the lease of session {self.session.id} expired unrenewed: {err!r}")
+                self.lease.give_up(f"the lease of session {self.session.id} expired unrenewed: {err!r}")
             log.warning("session %s: %s; stopping its work here", self.session.id, self.lease.lost)
             session_task.cancel()
             return

@@ -16,7 +16,7 @@ from scaleout.controller.commit import model_digest
 from scaleout.store.entities import Model, Round, RoundStatus, Session, SessionConfig, SessionStatus, utcnow
 from tests.controller.conftest import Stores, helper
 from tests.controller.control_double import ControlDouble, serving
-from tests.controller.harness import FAST, SESSION_BOUND, event_types, rounds_of
+from tests.controller.harness import FAST, SESSION_BOUND, create_session, event_types, rounds_of
 
 DEAD = "dead-controller"
 
@@ -270,3 +270,42 @@ def test_a_session_stopped_through_another_api_process_stops_where_it_runs(store
     assert stored.status == SessionStatus.TERMINATED
     (record,) = rounds_of(stores, stored.id)
     assert (record.status, record.error) == (RoundStatus.FAILED, "stopped")
+
+
+def test_closing_the_controller_hands_the_session_off_and_the_next_one_resumes_it_at_once(stores, seed_id):
+    double = ControlDouble("combiner", stores.repository, hang=True)
+
+    async def scenario() -> tuple[Session, list[str], Session]:
+        async with serving(stores.statestore, [double]):
+            first = Controller(stores.statestore, stores.repository, FAST)
+            await first.start()
+            session = await asyncio.to_thread(create_session, stores, seed_id, rounds=2, round_timeout=60)
+            await first.start_session(session.id)
+            await asyncio.wait_for(double.round_started.wait(), 10)
+            await first.close()  # as the API does on SIGTERM
+            await asyncio.wait_for(double.round_cancelled.wait(), 10)
+            handed_off = await asyncio.to_thread(stores.statestore.sessions.get, session.id)
+            double.hang = False
+            second = Controller(stores.statestore, stores.repository, FAST)
+            try:
+                resumed = await second.start()  # the lease is free: no wait for it to lapse
+                return handed_off, resumed, await second.wait_for_session(session.id, SESSION_BOUND)
+            finally:
+                await second.close()
+
+    handed_off, resumed, stored = asyncio.run(scenario())
+
+    assert (handed_off.status, handed_off.lease_owner, handed_off.lease_expires) == (
+        SessionStatus.STARTED,
+        None,
+        None,
+    )
+    assert resumed == [stored.id]
+    assert (stored.status, stored.rounds_done, stored.resumed) == (SessionStatus.FINISHED, 2, 1)
+    rounds = rounds_of(stores, stored.id)
+    assert [(r.index, r.status, r.error) for r in rounds] == [
+        (0, RoundStatus.FAILED, INTERRUPTED),
+        (0, RoundStatus.FINISHED, None),
+        (1, RoundStatus.FINISHED, None),
+    ]
+    assert event_types(stores, stored.id).count("session_handed_off") == 1

@@ -111,25 +111,6 @@ def test_stop_session_terminates_it_and_fails_the_running_round(stores, seed_id)
     assert "session_terminated" in event_types(stores, session.id)
 
 
-def test_close_terminates_the_running_session(stores, seed_id):
-    double = ControlDouble("combiner", stores.repository, hang=True)
-
-    async def scenario() -> str:
-        async with serving(stores.statestore, [double]):
-            controller = Controller(stores.statestore, stores.repository, FAST)
-            await controller.start()
-            session = await asyncio.to_thread(create_session, stores, seed_id, round_timeout=60)
-            await controller.start_session(session.id)
-            await asyncio.wait_for(double.round_started.wait(), timeout=10)
-            await controller.close()
-            return session.id
-
-    session_id = asyncio.run(scenario())
-
-    assert stores.statestore.sessions.get(session_id).status == SessionStatus.TERMINATED
-    assert rounds_of(stores, session_id)[0].error == "stopped"
-
-
 def test_a_second_session_cannot_start_while_one_runs(stores, seed_id):
     double = ControlDouble("combiner", stores.repository, hang=True)
 
