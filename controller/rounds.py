@@ -241,18 +241,22 @@ class RoundRunner:
     async def _commit_model(self, record: Round, parent: Model, model_id: str) -> Model:
         """Commit in a thread that a stop does not interrupt: a stop waits for it instead."""
         changes = {**self._results(), "status": RoundStatus.FINISHED}
-        return await self._shielded(
-            commit_round,
-            self.ctx.statestore,
-            self.ctx.repository,
-            model_id=model_id,
-            parent=parent,
-            session=self.session,
-            round_id=record.id,
-            index=record.index,
-            round_changes=changes,
-            fence=self.lease.fence,
-        )
+        try:
+            return await self._shielded(
+                commit_round,
+                self.ctx.statestore,
+                self.ctx.repository,
+                model_id=model_id,
+                parent=parent,
+                session=self.session,
+                round_id=record.id,
+                index=record.index,
+                round_changes=changes,
+                fence=self.lease.fence,
+            )
+        except LeaseLost:  # the fence refused the commit: the reduced model is nobody's
+            await asyncio.to_thread(discard_models, self.ctx.repository, [model_id])
+            raise
 
     async def _shielded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store write in a thread that a stop does not cut off: the thread would

@@ -195,12 +195,13 @@ def test_a_controller_that_lost_its_lease_commits_nothing_and_leaves_the_session
     stores, seed_id
 ):
     gate = asyncio.Event()
-    double = ControlDouble("combiner", stores.repository, gate=gate)
+    # Two combiners, so the reduce writes a model of its own that the refused commit must not leave behind.
+    doubles = [ControlDouble(name, stores.repository, gate=gate) for name in ("combiner-a", "combiner-b")]
     # Renewals far apart: the fence at commit, not the keeper, is what must notice the loss.
     settings = replace(FAST, lease_seconds=300.0)
 
     async def scenario() -> Session:
-        async with serving(stores.statestore, [double]):
+        async with serving(stores.statestore, doubles):
             controller = Controller(stores.statestore, stores.repository, settings)
             await controller.start()
             try:
@@ -212,7 +213,8 @@ def test_a_controller_that_lost_its_lease_commits_nothing_and_leaves_the_session
                     )
                 )
                 await controller.start_session(session.id)
-                await asyncio.wait_for(double.round_started.wait(), 10)
+                for double in doubles:
+                    await asyncio.wait_for(double.round_started.wait(), 10)
                 # Another API process takes the session over (as after this one's lease lapsed).
                 taken = {"lease_owner": "other-controller", "lease_expires": utcnow() + timedelta(hours=1)}
                 await asyncio.to_thread(stores.statestore.sessions.update, session.id, taken)
@@ -233,7 +235,9 @@ def test_a_controller_that_lost_its_lease_commits_nothing_and_leaves_the_session
     assert stores.statestore.models.count({"session_id": stored.id}) == 0
     (record,) = rounds_of(stores, stored.id)
     assert record.status == RoundStatus.RUNNING  # the new owner fails it when it resumes the session
-    assert double.model_ids and not stores.repository.model_exists(double.model_ids[0])
+    # Neither the combiners' models nor the reduced one is left behind: only the seed has bytes.
+    assert [len(d.model_ids) for d in doubles] == [1, 1]
+    assert [o.id for o in stores.repository.list_objects("models")] == [seed_id]
     assert "session_finished" not in event_types(stores, stored.id)
 
 
