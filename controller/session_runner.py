@@ -39,30 +39,37 @@ class SessionRunner:
         task = asyncio.current_task()
         assert task is not None
         keeper = asyncio.create_task(self._keep_lease(task), name=f"lease-{self.session.id}")
+        # The keeper stops before the end is written: a renewal racing that write would take the
+        # ended session for a lost lease.
         try:
-            await self._run_rounds()
+            ending = await self._rounds_to_end()
         except asyncio.CancelledError:
             keeper.cancel()
-            if self.lease.lost is None or self.lease.ended_elsewhere:
-                await self._end(SessionStatus.TERMINATED, None, "session_terminated", "session stopped")
-            else:
+            if self.lease.lost is not None and not self.lease.ended_elsewhere:
                 log.warning("session %s stopped here: %s", self.session.id, self.lease.lost)
+                raise
+            await self._end(SessionStatus.TERMINATED, None, "session_terminated", "session stopped")
             raise
+        keeper.cancel()
+        if ending is not None:
+            await self._end(*ending)
+
+    async def _rounds_to_end(self) -> tuple[SessionStatus, str | None, str, str] | None:
+        """Run the rounds; how the session ends (status, error, event, message), or None when this
+        controller lost the session's lease and must write nothing."""
+        try:
+            await self._run_rounds()
         except LeaseLost as err:
-            keeper.cancel()
             log.warning("session %s stopped here: %s", self.session.id, err)
+            return None
         except RoundFailed as err:
-            keeper.cancel()
-            await self._end(SessionStatus.FAILED, str(err), "session_failed", f"session failed: {err}")
+            return SessionStatus.FAILED, str(err), "session_failed", f"session failed: {err}"
         except Exception as err:
-            keeper.cancel()
             log.exception("session %s failed", self.session.id)
             error = f"internal error: {err!r}"
-            await self._end(SessionStatus.FAILED, error, "session_failed", f"session failed: {error}")
-        else:
-            keeper.cancel()
-            rounds = self.session.config.rounds
-            await self._end(SessionStatus.FINISHED, None, "session_finished", f"{rounds} round(s) done")
+            return SessionStatus.FAILED, error, "session_failed", f"session failed: {error}"
+        rounds = self.session.config.rounds
+        return SessionStatus.FINISHED, None, "session_finished", f"{rounds} round(s) done"
 
     async def _keep_lease(self, session_task: asyncio.Task[None]) -> None:
         """Renew the lease every lease_seconds / 3; cancel the session's task once it is lost."""
