@@ -1,6 +1,7 @@
 """The FastAPI app: every route under /api/v1, OpenAPI at /docs, the controller on the same loop."""
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -156,9 +157,14 @@ def _make_controller(statestore: Statestore, repository: ModelRepository, settin
     from scaleout.controller import Controller, ControllerSettings
 
     # The combiners take Control calls only with the controller's service token.
+    # A stable owner id: an API restarted on the same host and port resumes its sessions at once,
+    # while another API process waits for their leases to lapse.
     controller_settings = ControllerSettings(
         combiner_online_window=settings.combiner_online_seconds,
         token=controller_token(settings.token, settings.controller_token),
         tls=settings.combiner_tls,
+        owner_id=f"{socket.gethostname()}:{settings.port}",
+        lease_seconds=settings.lease_seconds,
+        sweep_grace=settings.sweep_grace,
     )
     return Controller(statestore, repository, controller_settings)

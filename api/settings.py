@@ -38,3 +38,8 @@ class ApiSettings:
     default_helper: str = "numpyhelper"
     # How the controller it hosts verifies combiners that serve TLS (and its certificate for mutual TLS).
     combiner_tls: ClientTLS = field(default_factory=ClientTLS)
+    # Seconds a session's lease lasts unrenewed: another API process resumes a session whose
+    # controller died within about this plus 5 s (ControllerSettings.lease_seconds).
+    lease_seconds: float = 15.0
+    # Seconds before the repository sweep may delete an object no record names.
+    sweep_grace: float = 3600.0

@@ -2,6 +2,7 @@
 so a committed id always has bytes (ARCHITECTURE §4)."""
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from scaleout.store.entities import Model, Session
@@ -30,12 +31,16 @@ def commit_round(
     round_id: str,
     index: int,
     round_changes: dict[str, Any],
+    fence: Callable[[int], None],
 ) -> Model:
     """Add the Model record, finish the Round, count the round on the Session, in that order.
 
+    `fence(index)` runs right before the first write and raises (LeaseLost) when this controller no
+    longer holds the session's lease: a controller that lost its session never commits a model.
     Blocking: run it through asyncio.to_thread, shielded, so a stop cannot cut it in half.
     """
     size, sha256 = model_digest(repository, model_id)
+    fence(index)
     model = Model(
         id=model_id,
         parent_id=parent.id,

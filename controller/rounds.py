@@ -22,6 +22,7 @@ from scaleout.controller.combiners import (
 )
 from scaleout.controller.commit import commit_round
 from scaleout.controller.events import record_event
+from scaleout.controller.lease import LeaseLost, SessionLease
 from scaleout.controller.progress import LiveRound
 from scaleout.controller.reduce import PartialModel, discard_models, reduce_models
 from scaleout.controller.settings import ControllerSettings
@@ -139,15 +140,19 @@ def round_config(
 class RoundRunner:
     """Runs the rounds of one session, one at a time."""
 
-    def __init__(self, context: RoundContext, session: Session) -> None:
+    def __init__(self, context: RoundContext, session: Session, lease: SessionLease) -> None:
         self.ctx = context
         self.session = session
+        self.lease = lease
         self.live: LiveRound | None = None
         self._outcomes: list[CombinerOutcome] = []
         self._writes: set[asyncio.Future[Any]] = set()
 
     async def run(self, index: int, parent: Model, attempt: int) -> RoundOutcome:
-        """Run round `index` from `parent`; a stop (cancellation) records the round Failed "stopped"."""
+        """Run round `index` from `parent`; a stop (cancellation) records the round Failed "stopped".
+
+        Raises LeaseLost, having written nothing, once this controller lost the session's lease.
+        """
         record = Round(
             session_id=self.session.id,
             index=index,
@@ -159,11 +164,15 @@ class RoundRunner:
         self.live = LiveRound(self.session.id, record.id, index, attempt)
         self._outcomes, self._writes = [], set()
         try:
+            await self._shielded(self.lease.fence, index)
             await self._shielded(self.ctx.statestore.rounds.add, record)
             await self._event("round_started", f"round {index} started (attempt {attempt + 1})", record.id)
             return await self._train_and_commit(record, parent)
         except asyncio.CancelledError:
             await self._record_stopped(record)
+            raise
+        except LeaseLost:
+            await self._discard_partials()  # the round's record is the new owner's to fail
             raise
         except RoundFailed as err:
             return await self._record_failure(record, str(err))
@@ -234,17 +243,22 @@ class RoundRunner:
     async def _commit_model(self, record: Round, parent: Model, model_id: str) -> Model:
         """Commit in a thread that a stop does not interrupt: a stop waits for it instead."""
         changes = {**self._results(), "status": RoundStatus.FINISHED}
-        return await self._shielded(
-            commit_round,
-            self.ctx.statestore,
-            self.ctx.repository,
-            model_id=model_id,
-            parent=parent,
-            session=self.session,
-            round_id=record.id,
-            index=record.index,
-            round_changes=changes,
-        )
+        try:
+            return await self._shielded(
+                commit_round,
+                self.ctx.statestore,
+                self.ctx.repository,
+                model_id=model_id,
+                parent=parent,
+                session=self.session,
+                round_id=record.id,
+                index=record.index,
+                round_changes=changes,
+                fence=self.lease.fence,
+            )
+        except LeaseLost:  # the fence refused the commit: the reduced model is nobody's
+            await asyncio.to_thread(discard_models, self.ctx.repository, [model_id])
+            raise
 
     async def _shielded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store write in a thread that a stop does not cut off: the thread would
@@ -314,6 +328,9 @@ class RoundRunner:
         """After a stop: let writes in flight land, then fail the round unless it committed."""
         if self._writes:
             await asyncio.wait(self._writes, timeout=self.ctx.settings.stop_timeout)
+        if self.lease.lost is not None and not self.lease.ended_elsewhere:
+            await self._discard_partials()  # the session is another controller's: its records too
+            return
         try:
             current = await asyncio.to_thread(self.ctx.statestore.rounds.get, record.id)
         except NotFound:

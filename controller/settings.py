@@ -33,6 +33,19 @@ class ControllerSettings:
     # How combiners that serve TLS are verified (their record says so), and the certificate presented
     # to those that require mutual TLS. Combiners without TLS are dialled in plaintext.
     tls: ClientTLS = field(default_factory=ClientTLS)
+    # This controller's id in session leases; None makes a unique one. A stable id (the API's
+    # host:port) lets a restarted API resume its sessions at once instead of after their lease lapses.
+    owner_id: str | None = None
+    # Seconds a session's lease lasts unrenewed (renewed every third of it): after a crash, another
+    # controller resumes the session within lease_seconds + lease_check_interval.
+    lease_seconds: float = 15.0
+    # Seconds between looks for Started sessions whose lease lapsed (their controller is gone).
+    lease_check_interval: float = 5.0
+    # The repository sweep deletes objects no record names once they are older than sweep_grace
+    # seconds (longer than any round, so a round's files in flight are never taken); it runs at start
+    # and every sweep_interval seconds.
+    sweep_grace: float = 3600.0
+    sweep_interval: float = 3600.0
 
     def retry_backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` + 1 of a failed round."""

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from scaleout.api.app import create_app
-from scaleout.api.client import ENDED, APIClient
+from scaleout.api.client import ENDED, APIClient, APIError
 from scaleout.api.settings import ApiSettings
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
@@ -217,6 +217,15 @@ class LocalFederation:
                 )
 
     async def _run_session(self, api: APIClient, controller: Controller, stop: asyncio.Event) -> str:
+        # A session an earlier run left Started (killed) would be resumed by the controller and block
+        # this run's session (one at a time): a new `scaleout local` run ends it and starts afresh.
+        leftovers = await asyncio.to_thread(api.get_sessions, status="Started")
+        for leftover in leftovers["result"]:
+            try:
+                await asyncio.to_thread(api.stop_session, leftover["id"])
+            except APIError as error:
+                if error.status_code != 409:  # 409: it ended by itself meanwhile
+                    raise
         session_id = await asyncio.to_thread(
             api.start_session,
             name="scaleout local",

@@ -104,10 +104,19 @@ class SessionConfig(BaseModel):
         default_factory=dict, description="handed to the train entry point in IN-metadata"
     )
     round_retries: int = Field(
-        0,
+        10,
         ge=0,
         le=rules.MAX_ROUND_RETRIES,
-        description="times a failed round is retried before the session fails",
+        description="times a failed round is retried (with backoff) before the session fails; "
+        "a lost combiner or too few clients is a retry, not a failure",
+    )
+    retry_timeout: float = Field(
+        600.0,
+        ge=0,
+        le=rules.MAX_ROUND_TIMEOUT,
+        allow_inf_nan=False,
+        description="seconds a failed round keeps being retried after its first failure; past it, "
+        "or after round_retries retries, the session fails",
     )
     max_update_norm: float | None = Field(
         None,
@@ -168,6 +177,11 @@ class Session(Entity):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The controller running a Started session holds its lease until lease_expires and renews it;
+    # another controller takes the session over once it lapses (ARCHITECTURE §8).
+    lease_owner: str | None = None
+    lease_expires: datetime | None = None
+    resumed: int = Field(0, ge=0, description="times a controller resumed the session after losing it")
 
 
 class ClientRoundResult(BaseModel):

@@ -8,11 +8,13 @@ Temp names contain ``~``, which no valid id does, so they can never be mistaken 
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from scaleout.errors import NotFound
-from scaleout.store.repository import CHUNK_SIZE, Kind, ModelRepository, Source, validate_id
+from scaleout.store.repository import CHUNK_SIZE, Kind, ModelRepository, Source, StoredObject, validate_id
 
 _NOUNS: dict[str, str] = {"models": "model", "packages": "package"}
 
@@ -98,3 +100,18 @@ class FileModelRepository(ModelRepository):
             return path.stat().st_size
         except FileNotFoundError:
             raise self._not_found(kind, object_id) from None
+
+    def list_objects(self, kind: Kind) -> Iterator[StoredObject]:
+        _noun(kind)
+        directory = self.root / kind
+        if not directory.is_dir():
+            return
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if "~" in entry.name or not entry.is_file():  # a temp file of a write in progress
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:  # deleted while listing
+                    continue
+                yield StoredObject(kind, entry.name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))

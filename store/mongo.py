@@ -139,15 +139,32 @@ class _MongoRepository(Repository[T], Generic[T]):
         validated = validate_changes(self.entity, changes)
         if not validated:
             return self.get(id)
-        partial = self.entity.model_construct(**validated)
         doc = self._collection.find_one_and_update(
-            {"_id": id},
-            {"$set": self._encode(partial, include=set(validated))},
-            return_document=ReturnDocument.AFTER,
+            {"_id": id}, self._set(validated), return_document=ReturnDocument.AFTER
         )
         if doc is None:
             raise self._not_found(id)
         return self._decode(doc)
+
+    def compare_and_set(self, id: str, expected: Filters, changes: Mapping[str, Any]) -> T | None:
+        # One find_one_and_update with the expectation in its query: atomic on a single document.
+        validated = validate_changes(self.entity, changes)
+        query = self._query([Condition("id", "$eq", id), *parse_filters(self.entity, expected)])
+        if validated:
+            doc = self._collection.find_one_and_update(
+                query, self._set(validated), return_document=ReturnDocument.AFTER
+            )
+        else:  # MongoDB refuses an empty $set; a test without a change is a read
+            doc = self._collection.find_one(query)
+        if doc is not None:
+            return self._decode(doc)
+        if self._collection.find_one({"_id": id}, projection={"_id": 1}) is None:
+            raise self._not_found(id)
+        return None
+
+    def _set(self, validated: dict[str, Any]) -> dict[str, Any]:
+        partial = self.entity.model_construct(**validated)
+        return {"$set": self._encode(partial, include=set(validated))}
 
     def upsert(self, item: T) -> T:
         item = normalize(item)

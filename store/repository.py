@@ -6,6 +6,9 @@ chunks, ``open`` returns a stream. Open one with ``scaleout.store.open_model_rep
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -25,6 +28,16 @@ def validate_id(object_id: str) -> str:
             f"invalid id {object_id!r}: use 1-200 characters from A-Z a-z 0-9 . _ - (no '/' or '..')"
         )
     return object_id
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of the repository as listed: its id, size in bytes and last modification (UTC)."""
+
+    kind: Kind
+    id: str
+    size: int
+    modified: datetime
 
 
 class ModelRepository(ABC):
@@ -53,6 +66,11 @@ class ModelRepository(ABC):
     @abstractmethod
     def size(self, kind: Kind, object_id: str) -> int:
         """The object's size in bytes; NotFound if missing."""
+
+    @abstractmethod
+    def list_objects(self, kind: Kind) -> Iterator[StoredObject]:
+        """Every stored object of this kind, in no particular order (paged: never all in memory);
+        objects still being written are not listed."""
 
     # The named operations the rest of the system calls.
     def put_model(self, model_id: str, source: Source) -> int:

@@ -11,6 +11,8 @@ leaves a partial model under a real id.
 
 import io
 import os
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +22,7 @@ from urllib3 import BaseHTTPResponse
 
 from scaleout.errors import NotFound
 from scaleout.store.filesystem import write_atomically
-from scaleout.store.repository import Kind, ModelRepository, Source, validate_id
+from scaleout.store.repository import Kind, ModelRepository, Source, StoredObject, validate_id
 
 # A put holds about (PARALLEL_UPLOADS + 3) * PART_SIZE: the parts in flight, the one being read, and
 # minio's copies of it. Measured with a 300 MB put against moto on loopback (tests/store/
@@ -180,3 +182,12 @@ class S3ModelRepository(ModelRepository):
                 raise self._not_found(kind, object_id) from None
             raise
         return int(stat.size or 0)
+
+    def list_objects(self, kind: Kind) -> Iterator[StoredObject]:
+        _noun(kind)
+        # minio pages through ListObjectsV2 (1,000 keys a request) as the iterator is consumed.
+        for item in self._client.list_objects(self.bucket, prefix=f"{kind}/"):
+            name = (item.object_name or "").removeprefix(f"{kind}/")
+            if item.is_dir or not name or item.last_modified is None:
+                continue
+            yield StoredObject(kind, name, int(item.size or 0), item.last_modified.astimezone(UTC))

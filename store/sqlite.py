@@ -278,11 +278,23 @@ class _SQLiteRepository(Repository[T], Generic[T]):
         return self._decode(row[0])
 
     def update(self, id: str, changes: Mapping[str, Any]) -> T:
+        item = self._update_where(id, [], changes)
+        assert item is not None  # no conditions: only a missing id stops it, and that raised
+        return item
+
+    def compare_and_set(self, id: str, expected: Filters, changes: Mapping[str, Any]) -> T | None:
+        return self._update_where(id, parse_filters(self.entity, expected), changes)
+
+    def _update_where(self, id: str, conditions: list[Condition], changes: Mapping[str, Any]) -> T | None:
+        """Read, test and write in one IMMEDIATE transaction: no other writer runs in between."""
         validated = validate_changes(self.entity, changes)
+        where, params = self._where([Condition("id", "$eq", id), *conditions])
         with self._db.transaction() as conn:
-            row = conn.execute(f"SELECT doc FROM {_q(self._table)} WHERE id = ?", (id,)).fetchone()
+            row = conn.execute(f"SELECT doc FROM {_q(self._table)}{where}", params).fetchone()
             if row is None:
-                raise self._not_found(id)
+                if conn.execute(f"SELECT 1 FROM {_q(self._table)} WHERE id = ?", (id,)).fetchone() is None:
+                    raise self._not_found(id)
+                return None
             item = normalize(self._decode(row[0]).model_copy(update=validated))
             values = {name: value for name, value in self._row(item).items() if name != "id"}
             assignments = ", ".join(f"{_q(name)} = ?" for name in values)

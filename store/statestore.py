@@ -67,6 +67,15 @@ class Repository(ABC, Generic[T]):
         """Set these top-level fields atomically and return the updated item; NotFound if missing."""
 
     @abstractmethod
+    def compare_and_set(self, id: str, expected: Filters, changes: Mapping[str, Any]) -> T | None:
+        """Set these fields only if the stored item matches ``expected`` (a filter), in one atomic
+        step, and return the updated item; None when it does not match; NotFound if missing.
+
+        What leases and fenced commits are built on: two writers that read the same state cannot
+        both succeed in changing it.
+        """
+
+    @abstractmethod
     def upsert(self, item: T) -> T:
         """Insert or wholly replace the item with the same id."""
 

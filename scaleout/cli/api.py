@@ -85,6 +85,23 @@ def api_group() -> None:
     show_default=True,
     help="Largest total size a compute package may unpack to (and never over 250x its tarball).",
 )
+@click.option(
+    "--lease-seconds",
+    envvar="SCALEOUT_API_LEASE_SECONDS",
+    type=click.FloatRange(min=1),
+    default=DEFAULTS.lease_seconds,
+    show_default=True,
+    help="Seconds a session's lease lasts unrenewed; another API process on the same statestore "
+    "resumes a session whose API died after about this plus 5 s.",
+)
+@click.option(
+    "--sweep-grace",
+    envvar="SCALEOUT_API_SWEEP_GRACE",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.sweep_grace,
+    show_default=True,
+    help="Seconds before the hourly repository sweep deletes a model or package file no record names.",
+)
 @log_level_option
 def start(
     host: str,
@@ -99,6 +116,8 @@ def start(
     tls: ClientTLS,
     max_model_bytes: int,
     max_unpacked_bytes: int,
+    lease_seconds: float,
+    sweep_grace: float,
     log_level: str,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself.
@@ -121,6 +140,8 @@ def start(
         max_upload_bytes=max_upload_bytes,
         max_model_bytes=max_model_bytes,
         max_unpacked_bytes=max_unpacked_bytes,
+        lease_seconds=lease_seconds,
+        sweep_grace=sweep_grace,
         s3_credentials=S3Credentials.from_env(os.environ),
         combiner_tls=tls,
     )

@@ -23,6 +23,7 @@ from scaleout.cli.tables import (
     short_id,
     when,
 )
+from scaleout.store.entities import SessionConfig
 
 REFRESH = 1.0  # seconds between redraws; the session's end is seen at once (long poll), not on a tick
 FAILED = frozenset({"Failed", "Terminated"})
@@ -63,6 +64,20 @@ def session_group() -> None:
 @click.option("--model-id", help="Seed model of the session (default: the latest model).")
 @click.option("--name", default="", help="A name for people (default: generated).")
 @click.option(
+    "--round-retries",
+    type=click.IntRange(0),
+    default=SessionConfig.model_fields["round_retries"].default,
+    show_default=True,
+    help="Times a failed round (a lost combiner, too few clients) is retried before the session fails.",
+)
+@click.option(
+    "--retry-timeout",
+    type=click.FloatRange(min=0),
+    default=SessionConfig.model_fields["retry_timeout"].default,
+    show_default=True,
+    help="Seconds a failed round keeps being retried, with backoff, after its first failure.",
+)
+@click.option(
     "--wait/--no-wait",
     default=None,
     help="Show live progress until the session ends, then its rounds and metrics "
@@ -83,6 +98,8 @@ def start(
     clip_updates: bool,
     model_id: str | None,
     name: str,
+    round_retries: int,
+    retry_timeout: float,
     wait: bool | None,
 ) -> None:
     """Start a session on the active package; exit 1 if it ends Failed or Terminated (with --wait)."""
@@ -101,6 +118,8 @@ def start(
             buffer_size=buffer_size,
             max_update_norm=max_update_norm,
             clip_updates=clip_updates,
+            round_retries=round_retries,
+            retry_timeout=retry_timeout,
         )
         session = api.get_session(session_id)
         if not wait:

@@ -61,9 +61,9 @@ def test_the_hosted_controller_runs_a_started_session_and_wait_returns_its_end(a
     seed = get_helper("numpyhelper").save([[0.0, 1.0]], str(tmp_path / "seed.npz"))
     api.set_active_model(seed)
 
-    session_id = api.start_session(rounds=1, round_timeout=5)
+    session_id = api.start_session(rounds=1, round_timeout=5, round_retries=0)
     session = api.wait_for_session(session_id, timeout=60)
 
-    # No combiner is running, so the controller fails the round at once and says why.
+    # No combiner is running and no retry is allowed, so the controller fails the round at once and says why.
     assert session["status"] == "Failed"
     assert "no combiner" in session["error"]

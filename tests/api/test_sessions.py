@@ -25,6 +25,7 @@ CONFIG = {
     "round_retries": 1,
     "max_update_norm": 10.0,
     "clip_updates": True,
+    "retry_timeout": 30.0,
 }
 
 

@@ -42,6 +42,7 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
         "--requested-clients", "4", "--buffer-size", "3", "--aggregator", "fedavg", "--no-validate",
         "--helper", "numpyhelper", "--model-id", seed_id, "--name", "exact", "--no-wait",
         "--max-update-norm", "12.5", "--clip-updates",
+        "--round-retries", "2", "--retry-timeout", "30",
     ).output  # fmt: skip
 
     with server.client() as api:
@@ -58,7 +59,8 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
         "validate": False,
         "helper": "numpyhelper",
         "client_settings": {},
-        "round_retries": 0,
+        "round_retries": 2,
+        "retry_timeout": 30.0,
         "max_update_norm": 12.5,
         "clip_updates": True,
     }
@@ -98,7 +100,9 @@ def test_session_start_wait_exits_non_zero_when_the_session_fails(tmp_path):
         with fed.api as api:
             upload_seed(api, tmp_path / "seed.npz")
 
-        result = run_script("session", "start", "--rounds", "1", "--wait", "--api-url", fed.api_url)
+        result = run_script(
+            "session", "start", "--rounds", "1", "--round-retries", "0", "--wait", "--api-url", fed.api_url
+        )
 
     assert result.returncode == 1
     assert "Failed" in result.stdout and "no combiner" in result.stdout

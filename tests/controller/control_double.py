@@ -37,6 +37,7 @@ class ControlDouble(scaleout_pb2_grpc.ControlServicer):
     fail_with: str | None = None  # answer ok=False with this error
     fail_times: int | None = None  # with fail_with: fail only the first this many rounds
     hang: bool = False  # never answer StartRound
+    gate: asyncio.Event | None = None  # if set, train only once the test sets it
     validation_error: str | None = None  # fail StartValidation with this error
     round_configs: list[scaleout_pb2.RoundConfig] = field(default_factory=list)
     validation_configs: list[scaleout_pb2.ValidationConfig] = field(default_factory=list)
@@ -63,6 +64,8 @@ class ControlDouble(scaleout_pb2_grpc.ControlServicer):
             except asyncio.CancelledError:
                 self.round_cancelled.set()
                 raise
+        if self.gate is not None:
+            await self.gate.wait()
         failing = self.fail_times is None or len(self.round_configs) <= self.fail_times
         if self.fail_with is not None and failing:
             yield _result(scaleout_pb2.RoundResult(round_id=request.round_id, ok=False, error=self.fail_with))

@@ -17,6 +17,7 @@ def create_session(stores: Stores, seed_id: str | None, **config) -> Session:
     config.setdefault("rounds", 1)
     config.setdefault("round_timeout", 5.0)
     config.setdefault("validate", False)
+    config.setdefault("round_retries", 0)  # a failure fails the session at once unless a test retries
     session = Session(name="test", config=SessionConfig(**config), seed_model_id=seed_id)
     return stores.statestore.sessions.add(session)
 

@@ -130,3 +130,18 @@ def test_a_failed_validation_is_an_event_not_a_session_failure(stores, seed_id):
     failures = stores.statestore.events.list({"session_id": session.id, "type": "validation_failed"}).items
     assert len(failures) == 2
     assert "validate entry point missing" in failures[0].message and failures[0].combiner_id == "combiner"
+
+
+def test_retries_stop_once_the_retry_timeout_has_passed(stores, seed_id):
+    double = ControlDouble("combiner", stores.repository, fail_with=ERROR)
+    settings = replace(FAST, retry_delay=0.05, retry_delay_max=0.05)
+    session = asyncio.run(
+        run_session(stores, [double], seed_id, settings, round_retries=10_000, retry_timeout=0.5)
+    )
+
+    assert session.status == SessionStatus.FAILED
+    assert "(retry_timeout of 0.5 s spent)" in session.error and ERROR in session.error
+    attempts = len(double.round_configs)
+    assert 2 <= attempts < 10_000
+    assert f"round 0 failed after {attempts} attempt(s)" in session.error
+    assert event_types(stores, session.id).count("round_retry") == attempts - 1

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from scaleout.controller import INTERRUPTED, Controller, SessionConflict
+from scaleout.controller import Controller, SessionConflict
 from scaleout.store.entities import RoundStatus, Session, SessionStatus
 from tests.controller.control_double import ControlDouble, serving
 from tests.controller.harness import FAST, create_session, event_types, rounds_of, run_session
@@ -112,37 +112,6 @@ def test_stop_session_terminates_it_and_fails_the_running_round(stores, seed_id)
     (record,) = rounds_of(stores, session.id)
     assert (record.status, record.error) == (RoundStatus.FAILED, "stopped")
     assert "session_terminated" in event_types(stores, session.id)
-
-
-def test_close_terminates_the_running_session(stores, seed_id):
-    double = ControlDouble("combiner", stores.repository, hang=True)
-
-    async def scenario() -> str:
-        async with serving(stores.statestore, [double]):
-            controller = Controller(stores.statestore, stores.repository, FAST)
-            await controller.start()
-            session = await asyncio.to_thread(create_session, stores, seed_id, round_timeout=60)
-            await controller.start_session(session.id)
-            await asyncio.wait_for(double.round_started.wait(), timeout=10)
-            await controller.close()
-            return session.id
-
-    session_id = asyncio.run(scenario())
-
-    assert stores.statestore.sessions.get(session_id).status == SessionStatus.TERMINATED
-    assert rounds_of(stores, session_id)[0].error == "stopped"
-
-
-def test_start_fails_sessions_left_started_by_a_crash(stores, seed_id):
-    left = stores.statestore.sessions.add(Session(name="crashed", status=SessionStatus.STARTED))
-    other = stores.statestore.sessions.add(Session(name="fresh"))
-
-    failed = asyncio.run(Controller(stores.statestore, stores.repository, FAST).start())
-
-    assert failed == [left.id]
-    stored = stores.statestore.sessions.get(left.id)
-    assert (stored.status, stored.error) == (SessionStatus.FAILED, INTERRUPTED)
-    assert stores.statestore.sessions.get(other.id).status == SessionStatus.CREATED
 
 
 def test_a_second_session_cannot_start_while_one_runs(stores, seed_id):

@@ -2,12 +2,14 @@
 
 import signal
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 
 from scaleout.store import open_statestore
+from scaleout.store.entities import Session, SessionStatus, utcnow
 from tests.e2e.federation import SCALEOUT, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -70,3 +72,29 @@ def test_ctrl_c_stops_the_session_and_every_process(tmp_path: Path) -> None:
     assert process.returncode == 1, output
     assert "Terminated" in output
     assert not leftover_processes(tmp_path / "work")
+
+
+def test_a_rerun_after_a_crash_ends_the_session_the_crash_left_started_and_runs_its_own(
+    tmp_path: Path,
+) -> None:
+    store = open_statestore(f"sqlite:///{tmp_path / 'work' / 'statestore.db'}")
+    try:
+        # Killed a moment ago: its lease has not lapsed, so no controller resumes it on its own.
+        lease = {"lease_owner": "gone", "lease_expires": utcnow() + timedelta(hours=1)}
+        crashed = store.sessions.add(Session(name="killed run", status=SessionStatus.STARTED, **lease))
+    finally:
+        store.close()
+
+    process = local(tmp_path, "--rounds", "1", "--no-validate")
+    output, _ = process.communicate(timeout=240)
+
+    assert process.returncode == 0, output
+    assert "Finished (1/1 rounds)" in output
+    store = open_statestore(f"sqlite:///{tmp_path / 'work' / 'statestore.db'}")
+    try:
+        assert store.sessions.get(crashed.id).status == SessionStatus.TERMINATED
+        assert [s.status for s in store.sessions.list({"name": "scaleout local"}).items] == [
+            SessionStatus.FINISHED
+        ]
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,49 @@ def test_models_and_packages_are_separate_namespaces(backend: Backend) -> None:
     assert not repository.model_exists("same-id")
     assert repository.package_exists("same-id")
     assert repository.package_size("same-id") == 2_000
+
+
+def test_list_objects_gives_each_object_of_a_kind_with_its_size_and_modification_time(
+    backend: Backend,
+) -> None:
+    repository = backend.repository
+    assert list(repository.list_objects("models")) == []
+    before = datetime.now(UTC) - timedelta(minutes=5)  # clock and S3 timestamp granularity slack
+    repository.put_model("m1", PatternStream(1_000, seed=1))
+    repository.put_model("m2", PatternStream(MULTIPART_SIZE, seed=2))
+    repository.put_package("p1", PatternStream(2_000, seed=3))
+    after = datetime.now(UTC) + timedelta(minutes=5)
+
+    models = sorted(repository.list_objects("models"), key=lambda o: o.id)
+    packages = list(repository.list_objects("packages"))
+
+    assert [(o.kind, o.id, o.size) for o in models] == [
+        ("models", "m1", 1_000),
+        ("models", "m2", MULTIPART_SIZE),
+    ]
+    assert [(o.kind, o.id, o.size) for o in packages] == [("packages", "p1", 2_000)]
+    assert all(before < o.modified < after and o.modified.utcoffset() == timedelta(0) for o in models)
+    repository.delete_model("m1")
+    assert [o.id for o in repository.list_objects("models")] == ["m2"]
+    with pytest.raises(ValueError, match="unknown kind 'weights'"):
+        list(repository.list_objects("weights"))  # type: ignore[arg-type]
+
+
+def test_list_objects_leaves_out_a_write_in_progress(backend: Backend) -> None:
+    repository = backend.repository
+    repository.put_model("done", PatternStream(10, seed=1))
+    seen: list[list[str]] = []
+
+    class ListingMidway(PatternStream):
+        def read(self, size: int = -1) -> bytes:
+            if not seen:
+                seen.append(sorted(o.id for o in repository.list_objects("models")))
+            return super().read(size)
+
+    repository.put_model("writing", ListingMidway(MULTIPART_SIZE, seed=2))
+
+    assert seen == [["done"]]
+    assert sorted(o.id for o in repository.list_objects("models")) == ["done", "writing"]
 
 
 def test_an_unknown_kind_is_rejected(backend: Backend) -> None:

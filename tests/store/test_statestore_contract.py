@@ -336,6 +336,72 @@ def test_update_of_missing_id_unknown_field_or_id_is_rejected(store: Statestore)
     assert store.sessions.get(session.id) == session
 
 
+def test_compare_and_set_writes_only_when_the_stored_item_matches(store: Statestore) -> None:
+    session = store.sessions.add(sample_session())
+    lease = {"lease_owner": "api-a", "lease_expires": at(30)}
+
+    taken = store.sessions.compare_and_set(session.id, {"lease_owner": None}, lease)
+
+    assert taken == session.model_copy(update=lease)
+    assert store.sessions.get(session.id) == taken
+    # A second taker that read the free lease loses: the stored item no longer matches.
+    assert store.sessions.compare_and_set(session.id, {"lease_owner": None}, {"lease_owner": "api-b"}) is None
+    assert store.sessions.get(session.id) == taken
+    # Expectations combine with AND and take the filter operators, timestamps included.
+    expired = {"lease_owner": "api-a", "lease_expires": {"$lt": at(31)}, "rounds_done": 0}
+    renewed = store.sessions.compare_and_set(session.id, expired, {"lease_owner": "api-b", "resumed": 1})
+    assert (renewed.lease_owner, renewed.lease_expires, renewed.resumed) == ("api-b", at(30), 1)
+    assert (
+        store.sessions.compare_and_set(session.id, {"lease_expires": {"$gt": at(30)}}, {"resumed": 2}) is None
+    )
+    # A lease as read (owner and expiry to the millisecond) is what a taker expects to replace.
+    as_read = store.sessions.get(session.id)
+    expected = {"lease_owner": as_read.lease_owner, "lease_expires": as_read.lease_expires}
+    assert store.sessions.compare_and_set(
+        session.id, expected, {"lease_expires": at(40)}
+    ).lease_expires == at(40)
+    assert store.sessions.compare_and_set(session.id, expected, {"lease_expires": at(50)}) is None
+    # The indexed columns follow the document.
+    assert store.sessions.count({"lease_owner": "api-b"}) == 1
+    assert store.sessions.compare_and_set(session.id, {"resumed": 1}, {}) == store.sessions.get(session.id)
+
+
+def test_compare_and_set_of_missing_id_or_bad_expectation_is_rejected(store: Statestore) -> None:
+    session = store.sessions.add(sample_session())
+    with pytest.raises(NotFound, match=r"^Session 'nope' not found$"):
+        store.sessions.compare_and_set("nope", {"lease_owner": None}, {"lease_owner": "a"})
+    with pytest.raises(InvalidFilter, match=r"^Session has no field 'colour'"):
+        store.sessions.compare_and_set(session.id, {"colour": "red"}, {"lease_owner": "a"})
+    with pytest.raises(InvalidFilter, match=r"^Session has no field 'colour'"):
+        store.sessions.compare_and_set(session.id, {"lease_owner": None}, {"colour": "red"})
+    assert store.sessions.get(session.id) == session
+
+
+def test_compare_and_set_lets_exactly_one_of_eight_racing_threads_win(store: Statestore) -> None:
+    session = store.sessions.add(sample_session())
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+    errors: list[BaseException] = []
+
+    def take(owner: str) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(20):  # each thread keeps trying to take a lease it saw free
+                if store.sessions.compare_and_set(session.id, {"lease_owner": None}, {"lease_owner": owner}):
+                    winners.append(owner)
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=take, args=(f"api-{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(winners) == 1
+    assert store.sessions.get(session.id).lease_owner == winners[0]
+
+
 def test_timestamps_are_stored_as_utc_to_the_millisecond(store: Statestore) -> None:
     cest = timezone(timedelta(hours=2))
     event = store.events.add(
