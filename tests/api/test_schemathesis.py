@@ -44,7 +44,8 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def test_the_served_document_is_the_one_tested(running_api: ApiServer) -> None:
-    assert httpx.get(f"http://127.0.0.1:{running_api.port}/openapi.json").json() == DOCUMENT
+    served = httpx.get(f"http://127.0.0.1:{running_api.port}/openapi.json", headers=AUTH)
+    assert served.json() == DOCUMENT
 
 
 @schema.parametrize()
