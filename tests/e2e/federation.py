@@ -55,6 +55,12 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
 
+    @property
+    def port(self) -> int:
+        """The port it was started on (`--port`), to restart it on the same one."""
+        args = list(self.popen.args)  # type: ignore[arg-type]
+        return int(args[args.index("--port") + 1])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -99,11 +105,14 @@ class Federation:
         extra_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Process:
-        """Run `scaleout *args` in cwd (default: root), its output in root/logs/NAME.log."""
+        """Run `scaleout *args` in cwd (default: root), its output appended to root/logs/NAME.log.
+
+        Appended, so that a process restarted under its name keeps the log of its previous life.
+        """
         log_path = self.root / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
             )

@@ -265,10 +265,8 @@ def test_the_session_continues_when_its_combiner_restarts_between_rounds(fed: Fe
         rounds=3, validate=False, min_clients=2, round_timeout=20, round_retries=4
     )
     wait_until(lambda: Path(f"{gate}.started").exists(), 60, "the second round to reach the clients")
-    port = int(combiner.popen.args[combiner.popen.args.index("--port") + 1])
-
     combiner.stop()
-    fed.start_combiner(port=port)
+    fed.start_combiner(port=combiner.port)
     gate.touch()
 
     session = fed.api.wait_for_session(session_id, 120)
