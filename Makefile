@@ -6,7 +6,7 @@ BIN          := $(VENV)/bin
 MONGO_PYTHON ?= PYENV_VERSION=3.13.0 python3
 MONGO_VENV   := .venv-mongo
 
-.PHONY: install test demo proto bench lint clean docker-compose
+.PHONY: install test chaos demo proto bench lint clean docker-compose
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: $(BIN)/.installed $(MONGO_VENV)/.installed docker-compose
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python $(BIN)/pytest
+
+# The long chaos run (issue 9, tests/chaos): 30-round sessions while a seeded random schedule kill -9s and
+# restarts the API, combiners and clients and SIGSTOPs clients, on CHAOS_SEEDS fresh seeds (each printed;
+# replay one with `--chaos-seed N`), plus the bounded runs on SQLite and MongoDB. Reports in the tests' tmp dirs.
+CHAOS_SEEDS ?= 3
+chaos: $(BIN)/.installed $(MONGO_VENV)/.installed
+	SCALEOUT_CHAOS=1 SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python \
+		$(BIN)/pytest tests/chaos -s --chaos-long --chaos-seeds $(CHAOS_SEEDS)
 
 # Debian's docker-compose 1.29 validates docker-compose.yaml without a Docker engine (tests/compose/).
 # Installed only when missing; CI runs as root.

@@ -106,9 +106,15 @@ def bytes_and_checksums(records: Records, repository: ModelRepository, scratch: 
     return problems
 
 
+def averaged_clients(round_: dict[str, Any]) -> dict[str, int]:
+    """client -> num_examples of the updates in the round's model: those of combiners that returned one."""
+    contributing = {c["combiner_id"] for c in round_["combiners"] if c.get("model_id") and not c.get("error")}
+    return {c["client_id"]: c["num_examples"] for c in round_["clients"] if c["combiner_id"] in contributing}
+
+
 def round_records_consistent(records: Records, specs: dict[str, ClientSpec]) -> list[str]:
-    """Each finished round's accepted updates are known clients, once each, with their own num_examples,
-    and the combiners' totals add up to them."""
+    """Each finished round's accepted updates are known clients, once each, with their own num_examples;
+    each is in the model (its combiner's result was reduced) and each combiner's total adds up to them."""
     problems = []
     for round_ in records.finished:
         where = f"round {round_['index']} ({round_['id']})"
@@ -126,25 +132,35 @@ def round_records_consistent(records: Records, specs: dict[str, ClientSpec]) -> 
                 problems.append(
                     f"{where}: {spec.name} reported num_examples={client['num_examples']}, it sends {spec.n}"
                 )
-        by_clients = sum(c["num_examples"] for c in round_["clients"])
-        by_combiners = sum(c["num_examples"] for c in round_["combiners"] if not c.get("error"))
-        if by_clients != by_combiners:
-            problems.append(
-                f"{where}: clients' num_examples sum to {by_clients}, combiners' to {by_combiners}"
-            )
+        listed = {c["client_id"]: c["num_examples"] for c in round_["clients"]}
+        for combiner in round_["combiners"]:
+            name = combiner["combiner_id"]
+            mine = {c["client_id"] for c in round_["clients"] if c["combiner_id"] == name}
+            if combiner.get("error") or not combiner.get("model_id"):
+                if mine:
+                    problems.append(
+                        f"{where} lists {sorted(mine)} as accepted, but their combiner {name} failed "
+                        f"({combiner.get('error')!r}): their updates are not in the committed model"
+                    )
+            elif (total := sum(listed[c] for c in mine)) != combiner["num_examples"]:
+                problems.append(
+                    f"{where}: combiner {name} reduced {combiner['num_examples']} examples, "
+                    f"its accepted clients {sorted(mine)} sum to {total}"
+                )
     return problems
 
 
 def exact_values(records: Records, specs: dict[str, ClientSpec], scratch: Path) -> list[str]:
     """Every committed model equals seed + the sum of its rounds' exact shifts (no stale update averaged).
 
-    The shift of a round comes from its record's accepted clients and num_examples (cross-checked by
-    round_records_consistent); a stale update, trained on an older model, makes the value too low.
+    The shift of a round comes from its record's accepted clients and num_examples, of the combiners whose
+    results were reduced (cross-checked by round_records_consistent); a stale update, trained on an older
+    model, makes the value too low.
     """
     problems = []
     shift = 0.0
     for round_ in records.finished:
-        accepted = {c["client_id"]: c["num_examples"] for c in round_["clients"] if c["client_id"] in specs}
+        accepted = {c: n for c, n in averaged_clients(round_).items() if c in specs}
         if not accepted:
             continue
         shift += round_shift(accepted, specs)
