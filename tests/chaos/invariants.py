@@ -30,6 +30,7 @@ class Records:
     rounds: list[dict[str, Any]]  # by index, then creation
     models: list[dict[str, Any]]  # the session's committed models
     seed_model: dict[str, Any]
+    trail: list[str]  # model ids from the seed to the last finished round's model
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -37,11 +38,14 @@ class Records:
 
 
 def read_records(api: APIClient, session_id: str, seed_model_id: str) -> Records:
+    rounds = api.get_rounds(session_id=session_id, sort_key="index")["result"]
+    last = next((r["model_id"] for r in reversed(rounds) if r["status"] == "Finished"), None)
     return Records(
         session=api.get_session(session_id),
-        rounds=api.get_rounds(session_id=session_id, sort_key="index")["result"],
+        rounds=rounds,
         models=api.get_models(session_id=session_id)["result"],
         seed_model=api.get_model(seed_model_id),
+        trail=[m["id"] for m in api.get_model_trail(last)] if last else [seed_model_id],
     )
 
 
@@ -57,7 +61,7 @@ def session_finished(records: Records, rounds: int) -> list[str]:
     return []
 
 
-def one_model_per_round(records: Records, api: APIClient, rounds: int) -> list[str]:
+def one_model_per_round(records: Records, rounds: int) -> list[str]:
     """Finished rounds are 0..rounds-1 once each; the trail is seed -> their models, nothing else."""
     problems = []
     indices = [r["index"] for r in records.finished]
@@ -79,17 +83,18 @@ def one_model_per_round(records: Records, api: APIClient, rounds: int) -> list[s
                 f"expected the previous commit {parent}"
             )
         parent = round_["model_id"]
-    if committed and committed[-1] is not None:
-        trail = [m["id"] for m in api.get_model_trail(committed[-1])]
-        expected = [records.seed_model["id"], *committed]
-        if trail != expected:
-            problems.append(f"model trail is {trail}, expected the seed then one model per round {expected}")
+    expected = [records.seed_model["id"], *committed]
+    if records.trail != expected:
+        problems.append(
+            f"model trail is {records.trail}, expected the seed then one model per round {expected}"
+        )
     return problems
 
 
 def bytes_and_checksums(records: Records, repository: ModelRepository, scratch: Path) -> list[str]:
     """Every committed model (and the seed) is in the repository with the size and sha256 recorded."""
     problems = []
+    scratch.mkdir(parents=True, exist_ok=True)
     for model in [records.seed_model, *records.models]:
         path = scratch / f"{model['id']}.npz"
         try:
