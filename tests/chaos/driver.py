@@ -40,11 +40,12 @@ class ChaosSettings:
     # A round ends at the latest after this; long enough for a paused client (≤ 20 s) to come back.
     round_timeout: float = 30.0
     kinds: list[FaultKind] = field(default_factory=lambda: list(FaultKind))
+    max_pause: float = 20.0  # seconds a client may stay SIGSTOPped
 
     @property
     def session_bound(self) -> float:
         """Seconds the whole session may take: every round at its timeout, plus restarts and slack."""
-        return self.rounds * (self.round_timeout + 15.0) + 120.0
+        return self.rounds * (self.round_timeout + 15.0) + self.faults * self.max_pause + 120.0
 
 
 @dataclass

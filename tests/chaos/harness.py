@@ -45,26 +45,41 @@ class ChaosReport:
     def violated(self) -> dict[str, list[str]]:
         return {name: problems for name, problems in self.invariants.items() if problems}
 
-    def seconds_to_next_round(self, injection: Injection) -> float | None:
-        """From the injection to the commit of the first round finished after it; None if none did."""
-        if injection.injected_at is None:
+    def _to_next_commit(self, moment: datetime | None) -> float | None:
+        """Seconds from moment to the commit of the first round finished after it; None if none did."""
+        if moment is None:
             return None
         commits = [
             datetime.fromisoformat(r["finished_at"])
             for r in self.rounds
             if r["status"] == "Finished" and r.get("finished_at")
         ]
-        later = [c for c in commits if c > injection.injected_at]
-        return (min(later) - injection.injected_at).total_seconds() if later else None
+        later = [c for c in commits if c > moment]
+        return (min(later) - moment).total_seconds() if later else None
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Per kind: faults scheduled, injected, and survived (a round finished after them)."""
-        counts = {kind.value: {"scheduled": 0, "injected": 0, "survived": 0} for kind in FaultKind}
+    def seconds_to_next_round(self, injection: Injection) -> float | None:
+        """From the fault to the next commit: what the fault cost the session."""
+        return self._to_next_commit(injection.injected_at)
+
+    def seconds_from_recovery(self, injection: Injection) -> float | None:
+        """From the restart (or SIGCONT) to the next commit, e.g. controller restart to the next round."""
+        return self._to_next_commit(injection.recovered_at)
+
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """Per kind: faults scheduled, injected, survived (a round finished after them), and the longest
+        time from such a fault to the next finished round."""
+        counts: dict[str, dict[str, Any]] = {
+            kind.value: {"scheduled": 0, "injected": 0, "survived": 0, "max_seconds_to_next_round": None}
+            for kind in FaultKind
+        }
         for injection in self.injections:
             count = counts[injection.fault.kind.value]
             count["scheduled"] += 1
             count["injected"] += injection.injected_at is not None
-            count["survived"] += self.seconds_to_next_round(injection) is not None
+            seconds = self.seconds_to_next_round(injection)
+            if seconds is not None:
+                count["survived"] += 1
+                count["max_seconds_to_next_round"] = max(seconds, count["max_seconds_to_next_round"] or 0.0)
         return counts
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +89,11 @@ class ChaosReport:
             "settings": self.settings.__dict__,
             "session": {k: self.session.get(k) for k in ("id", "status", "error", "rounds_done")},
             "faults": [
-                {**i.to_json(), "seconds_to_next_finished_round": self.seconds_to_next_round(i)}
+                {
+                    **i.to_json(),
+                    "seconds_to_next_finished_round": self.seconds_to_next_round(i),
+                    "seconds_from_recovery_to_next_finished_round": self.seconds_from_recovery(i),
+                }
                 for i in self.injections
             ],
             "counts": self.counts(),
@@ -103,11 +122,12 @@ class ChaosReport:
             f"session {self.session.get('id')}: {status} ({self.session.get('error') or 'no error'})"
         )
         for i in self.injections:
-            seconds = self.seconds_to_next_round(i)
+            seconds, after_recovery = self.seconds_to_next_round(i), self.seconds_from_recovery(i)
             outcome = (
                 f"skipped: {i.skipped}"
                 if i.skipped
                 else f"next round finished {seconds:.1f} s later"
+                + (f" ({after_recovery:.1f} s after recovery)" if after_recovery is not None else "")
                 if seconds is not None
                 else "no round finished after it"
             )
@@ -118,6 +138,11 @@ class ChaosReport:
             lines.append(
                 f"  {kind:14} scheduled {count['scheduled']}  injected {count['injected']}"
                 f"  survived {count['survived']}"
+                + (
+                    f"  (≤ {longest:.1f} s to the next round)"
+                    if (longest := count["max_seconds_to_next_round"])
+                    else ""
+                )
             )
         for name, problems in self.invariants.items():
             lines.append(f"  invariant {name}: {'held' if not problems else 'VIOLATED'}")
@@ -145,6 +170,7 @@ def run_chaos(
             [s.name for s in specs],
             driver.combiner_names,
             settings.kinds,
+            settings.max_pause,
         )
         log(f"[chaos] seed {settings.seed} ({report.replay}); schedule:")
         for fault in schedule:

@@ -17,13 +17,14 @@ class FaultKind(StrEnum):
     PAUSE_CLIENT = "pause_client"  # SIGSTOP a client, SIGCONT it after `downtime`
 
 
-# Seconds a fault lasts (from the kill or stop to the restart or SIGCONT), drawn uniformly per fault.
+# Seconds a fault lasts (from the kill or stop to the restart or SIGCONT), drawn uniformly per fault; a
+# pause lasts from 3 s to the run's max_pause (long pauses outlive HTTP/2 keepalive and the round).
 DOWNTIME: dict[FaultKind, tuple[float, float]] = {
     FaultKind.KILL_API: (0.5, 3.0),
     FaultKind.KILL_COMBINER: (1.0, 5.0),
     FaultKind.KILL_CLIENT: (0.5, 5.0),
-    FaultKind.PAUSE_CLIENT: (3.0, 20.0),
 }
+MIN_PAUSE = 3.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def make_schedule(
     clients: list[str],
     combiners: list[str],
     kinds: list[FaultKind] | None = None,
+    max_pause: float = 20.0,
 ) -> list[Fault]:
     """`faults` faults keyed to rounds 1 .. rounds-2, in order; each of `kinds` (default all) at least once
     when there are enough faults.
@@ -83,6 +85,7 @@ def make_schedule(
         else:
             target = rng.choice(clients)
         delay = 0.0 if rng.random() < 0.3 else round(rng.uniform(0.2, 2.5), 2)
-        downtime = round(rng.uniform(*DOWNTIME[kind]), 1)
+        bounds = (MIN_PAUSE, max_pause) if kind == FaultKind.PAUSE_CLIENT else DOWNTIME[kind]
+        downtime = round(rng.uniform(*bounds), 1)
         schedule.append(Fault(kind, target, after_rounds, delay, downtime))
     return schedule

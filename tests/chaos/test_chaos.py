@@ -59,10 +59,11 @@ def test_a_bounded_session_survives_a_seeded_fault_schedule(
 def test_a_long_session_survives_a_seeded_fault_schedule(
     request: pytest.FixtureRequest, tmp_path: Path, long_seed: int
 ) -> None:
-    """`make chaos`: 30 rounds and 16 faults per seed, on SQLite."""
+    """`make chaos`: 30 rounds and 16 faults per seed, on SQLite; pauses up to 90 s, past keepalive."""
     if not request.config.getoption("--chaos-long"):
         pytest.skip("the long chaos run is for `make chaos` (--chaos-long)")
-    settings = ChaosSettings(seed=long_seed, rounds=30, faults=16, kinds=fault_kinds(request.config))
+    kinds = fault_kinds(request.config)
+    settings = ChaosSettings(seed=long_seed, rounds=30, faults=16, kinds=kinds, max_pause=90.0)
     db, models = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models"
     report = run_chaos(tmp_path, db, models, ENV, settings, request.node.name)
     assert_survived(report)
