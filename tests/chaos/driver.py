@@ -72,12 +72,15 @@ class Injection:
 
 @dataclass
 class ChaosDriver:
+    """Sets up the federation's package, seed, combiners and clients, then runs the session under faults."""
+
     fed: Federation
     settings: ChaosSettings
     specs: list[ClientSpec]
     injections: list[Injection] = field(default_factory=list)
     seed_model_id: str = ""
     session_id: str = ""
+    deadline: float = 0.0  # time.monotonic() by which the session must have ended
     _paused: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -91,8 +94,8 @@ class ChaosDriver:
 
     def setup(self) -> None:
         """Package, seed, combiners and clients up; every client online."""
-        self.fed.api.set_active_package(write_package(self.fed.root))
-        self.seed_model_id = self.fed.api.set_active_model(write_seed(self.fed.root / "seed.npz"))
+        self.api.set_active_package(write_package(self.fed.root))
+        self.seed_model_id = self.api.set_active_model(write_seed(self.fed.root / "seed.npz"))
         for name in self.combiner_names:
             self.fed.start_combiner(name)
         for spec in self.specs:
@@ -105,12 +108,12 @@ class ChaosDriver:
         self.session_id = self.api.start_session(
             rounds=s.rounds, round_timeout=s.round_timeout, min_clients=s.min_clients, validate=False
         )
-        deadline = time.monotonic() + s.session_bound
+        self.deadline = time.monotonic() + s.session_bound
         try:
             for fault in schedule:
                 injection = Injection(fault)
                 self.injections.append(injection)
-                reached = self._wait_for_rounds(fault.after_rounds, deadline)
+                reached = self._wait_for_rounds(fault.after_rounds, self.deadline)
                 if isinstance(reached, str):
                     injection.skipped = reached
                     log(f"[chaos] skipped: {fault.describe()} ({reached})")
@@ -188,10 +191,10 @@ class ChaosDriver:
         for name in list(self._paused):
             self._continue(name)
 
-    def wait_for_end(self, deadline: float) -> dict[str, Any] | str:
-        """The ended session, or why it could not be read (still running at the bound, API gone)."""
+    def wait_for_end(self) -> dict[str, Any] | str:
+        """The ended session, or why it could not be read (still running at its bound, API gone)."""
         last_error = ""
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := self.deadline - time.monotonic()) > 0:
             try:
                 return self.api.wait_for_session(self.session_id, remaining)
             except (*UNREACHABLE, TimeoutError) as error:
