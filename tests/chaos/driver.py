@@ -19,9 +19,13 @@ from scaleout import APIClient
 from scaleout.errors import ScaleoutError
 from tests.chaos.package import ClientSpec, write_package, write_seed
 from tests.chaos.schedule import Fault, FaultKind
-from tests.e2e.federation import Federation
+from tests.e2e.federation import Federation, wait_until
 
 ENDED = {"Finished", "Failed", "Terminated"}
+# After the chaos every client must come back and train: a probe round waits this long for updates, after
+# up to PROBE_ONLINE seconds for every client to be online (a reconnect backs off up to 30 s).
+PROBE_ROUND_TIMEOUT = 60.0
+PROBE_ONLINE = 90.0
 POLL_INTERVAL = 0.25  # seconds between progress reads: the processes are across a REST boundary
 # Errors of a progress read while the API is down or restarting; the driver reads again later.
 UNREACHABLE = (httpx.HTTPError, ScaleoutError, OSError)
@@ -201,6 +205,34 @@ class ChaosDriver:
                 last_error = f"{type(error).__name__}: {error}"
                 time.sleep(POLL_INTERVAL)
         return f"the session did not end within its bound ({last_error})"
+
+    def probe(self) -> list[str]:
+        """Violations of "every client trains after the chaos": a one-round session that selects every
+        online client must get an update from each of them (a client stuck in an old task does not send one).
+        """
+        names = sorted(spec.name for spec in self.specs)
+        try:
+            wait_until(
+                lambda: self._online() == names, PROBE_ONLINE, "every client to be online", POLL_INTERVAL
+            )
+        except TimeoutError:
+            return [f"after the chaos only {self._online()} of {names} are online after {PROBE_ONLINE:.0f} s"]
+        session_id = self.api.start_session(
+            name="probe", rounds=1, round_timeout=PROBE_ROUND_TIMEOUT, min_clients=1, validate=False
+        )
+        session = self.api.wait_for_session(session_id, PROBE_ROUND_TIMEOUT + 60)
+        rounds = self.api.get_rounds(session_id=session_id)["result"]
+        trained = {c["client_id"] for r in rounds for c in r["clients"]}
+        rejected = {x["client_id"]: x["reason"] for r in rounds for x in r["rejected"]}
+        return [
+            f"{name} sent no update in the probe round after the chaos (session {session['status']}"
+            f"{', rejected: ' + rejected[name] if name in rejected else ''}): it is online but does not train"
+            for name in names
+            if name not in trained
+        ]
+
+    def _online(self) -> list[str]:
+        return sorted(c["id"] for c in self.api.get_clients(status="online")["result"])
 
     def close(self) -> None:
         self.api.close()

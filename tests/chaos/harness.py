@@ -182,6 +182,7 @@ def run_chaos(
             check_records(report, driver, models, root / "check")
             if isinstance(ended, str):
                 report.invariants["session_finished"].insert(0, ended)
+            invariants.check("every_client_trains_after", report.invariants, driver.probe)
         finally:
             driver.resume_paused()
             driver.close()
