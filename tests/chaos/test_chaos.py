@@ -12,7 +12,7 @@ import pytest
 from tests.chaos.driver import ChaosSettings
 from tests.chaos.harness import ChaosReport, run_chaos
 from tests.chaos.plugin import chaos_enabled, fault_kinds
-from tests.e2e.test_federation import ENV
+from tests.e2e.federation import TEST_ENV
 
 GUARD = (
     "issue 9: the chaos test needs the survival fixes (controller resume, client deadlines, combiner "
@@ -51,7 +51,7 @@ def test_a_bounded_session_survives_a_seeded_fault_schedule(
     """The run in `make test`: 10 rounds, 4 clients on 2 combiners, one fault of each kind and one more."""
     settings = ChaosSettings(seed=bounded_seed, rounds=10, faults=5, kinds=fault_kinds(request.config))
     db, models = stores
-    report = run_chaos(tmp_path, db, models, ENV, settings, request.node.name)
+    report = run_chaos(tmp_path, db, models, TEST_ENV, settings, request.node.name)
     assert_survived(report)
 
 
@@ -65,5 +65,5 @@ def test_a_long_session_survives_a_seeded_fault_schedule(
     kinds = fault_kinds(request.config)
     settings = ChaosSettings(seed=long_seed, rounds=30, faults=16, kinds=kinds, max_pause=90.0)
     db, models = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models"
-    report = run_chaos(tmp_path, db, models, ENV, settings, request.node.name)
+    report = run_chaos(tmp_path, db, models, TEST_ENV, settings, request.node.name)
     assert_survived(report)

@@ -22,6 +22,8 @@ from scaleout import APIClient
 T = TypeVar("T")
 SCALEOUT = str(Path(sys.executable).with_name("scaleout"))
 START_TIMEOUT = 60.0
+# Compute packages' python_envs are cached here across test runs (building one takes a while).
+TEST_ENV = {"SCALEOUT_ENV_DIR": str(Path(__file__).resolve().parents[2] / ".scaleout" / "test-envs")}
 
 
 def free_port() -> int:

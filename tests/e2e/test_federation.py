@@ -20,7 +20,15 @@ from scaleout.combiner.auth import TOKEN_HELP
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleoututil.helpers.helpers import get_helper
-from tests.e2e.federation import SCALEOUT, Federation, federation, free_port, make_package, wait_until
+from tests.e2e.federation import (
+    SCALEOUT,
+    TEST_ENV,
+    Federation,
+    federation,
+    free_port,
+    make_package,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -69,7 +77,7 @@ save_metrics({"mean": float(np.mean(weights[0]))}, sys.argv[2])
 """
 
 SEED = [np.zeros((4, 3), dtype=np.float32), np.arange(5, dtype=np.float64)]
-ENV = {"SCALEOUT_ENV_DIR": str(Path(__file__).resolve().parents[2] / ".scaleout" / "test-envs")}
+ENV = TEST_ENV
 
 
 @pytest.fixture
