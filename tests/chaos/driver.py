@@ -19,13 +19,15 @@ from scaleout import APIClient
 from scaleout.errors import ScaleoutError
 from tests.chaos.package import ClientSpec, write_package, write_seed
 from tests.chaos.schedule import Fault, FaultKind
-from tests.e2e.federation import Federation, wait_until
+from tests.e2e.federation import Federation
 
 ENDED = {"Finished", "Failed", "Terminated"}
-# After the chaos every client must come back and train: a probe round waits this long for updates, after
-# up to PROBE_ONLINE seconds for every client to be online (a reconnect backs off up to 30 s).
-PROBE_ROUND_TIMEOUT = 60.0
-PROBE_ONLINE = 90.0
+# After the chaos every client must come back and train: probe rounds (each waiting up to
+# PROBE_ROUND_TIMEOUT for updates) are run until each client sent one, for up to PROBE_BUDGET seconds:
+# enough for a restarted combiner to come up and its clients to reconnect (their backoff caps at 30 s).
+PROBE_ROUND_TIMEOUT = 30.0
+PROBE_BUDGET = 120.0
+PROBE_RETRY = 1.0
 POLL_INTERVAL = 0.25  # seconds between progress reads: the processes are across a REST boundary
 # Errors of a progress read while the API is down or restarting; the driver reads again later.
 UNREACHABLE = (httpx.HTTPError, ScaleoutError, OSError)
@@ -207,32 +209,30 @@ class ChaosDriver:
         return f"the session did not end within its bound ({last_error})"
 
     def probe(self) -> list[str]:
-        """Violations of "every client trains after the chaos": a one-round session that selects every
-        online client must get an update from each of them (a client stuck in an old task does not send one).
+        """Violations of "every client trains again after the chaos": one-round sessions selecting every
+        online client are run until each client has sent an update, for up to PROBE_BUDGET seconds (time to
+        reconnect); a client stuck in an old task never sends one.
         """
-        names = sorted(spec.name for spec in self.specs)
-        try:
-            wait_until(
-                lambda: self._online() == names, PROBE_ONLINE, "every client to be online", POLL_INTERVAL
+        untrained = {spec.name for spec in self.specs}
+        reasons: dict[str, str] = {}
+        probes = 0
+        deadline = time.monotonic() + PROBE_BUDGET
+        while untrained and time.monotonic() < deadline:
+            probes += 1
+            session_id = self.api.start_session(
+                name="probe", rounds=1, round_timeout=PROBE_ROUND_TIMEOUT, min_clients=1, validate=False
             )
-        except TimeoutError:
-            return [f"after the chaos only {self._online()} of {names} are online after {PROBE_ONLINE:.0f} s"]
-        session_id = self.api.start_session(
-            name="probe", rounds=1, round_timeout=PROBE_ROUND_TIMEOUT, min_clients=1, validate=False
-        )
-        session = self.api.wait_for_session(session_id, PROBE_ROUND_TIMEOUT + 60)
-        rounds = self.api.get_rounds(session_id=session_id)["result"]
-        trained = {c["client_id"] for r in rounds for c in r["clients"]}
-        rejected = {x["client_id"]: x["reason"] for r in rounds for x in r["rejected"]}
+            session = self.api.wait_for_session(session_id, PROBE_ROUND_TIMEOUT + 60)
+            for round_ in self.api.get_rounds(session_id=session_id)["result"]:
+                untrained -= {c["client_id"] for c in round_["clients"]}
+                reasons.update({x["client_id"]: x["reason"] for x in round_["rejected"]})
+            if session["status"] != "Finished":
+                time.sleep(PROBE_RETRY)  # no client could train yet: give reconnects a moment
         return [
-            f"{name} sent no update in the probe round after the chaos (session {session['status']}"
-            f"{', rejected: ' + rejected[name] if name in rejected else ''}): it is online but does not train"
-            for name in names
-            if name not in trained
+            f"{name} sent no update in {probes} probe round(s) over {PROBE_BUDGET:.0f} s after the chaos"
+            + (f" (last rejection: {reasons[name]})" if name in reasons else "")
+            for name in sorted(untrained)
         ]
-
-    def _online(self) -> list[str]:
-        return sorted(c["id"] for c in self.api.get_clients(status="online")["result"])
 
     def close(self) -> None:
         self.api.close()

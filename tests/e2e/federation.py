@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -154,6 +155,7 @@ class Federation:
 
     def start_combiner(self, name: str = "combiner", port: int | None = None) -> Process:
         port = port or free_port()
+        spawned = datetime.now(UTC)
         process = self._spawn(
             name,
             [
@@ -175,8 +177,12 @@ class Federation:
         )
 
         def registered() -> bool:
+            # last_seen after the spawn: a combiner restarted under its name has a record already
             self._check_alive(process)
-            return any(c["name"] == name and c["port"] == port for c in self.api.get_combiners()["result"])
+            return any(
+                c["name"] == name and c["port"] == port and datetime.fromisoformat(c["last_seen"]) >= spawned
+                for c in self.api.get_combiners()["result"]
+            )
 
         wait_until(registered, START_TIMEOUT, f"combiner {name} to register")
         return process
