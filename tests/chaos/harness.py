@@ -38,7 +38,8 @@ class ChaosReport:
     @property
     def replay(self) -> str:
         kinds = ",".join(self.settings.kinds)
-        return REPLAY.format(test=self.test, seed=self.settings.seed, kinds=kinds)
+        settings = self.settings
+        return REPLAY.format(test=self.test, seed=settings.seed, kinds=kinds, max_pause=settings.max_pause)
 
     @property
     def violated(self) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ repository root knows them too).
     --chaos-long         run the long chaos sessions too (`make chaos`)
     --chaos-seeds N      the long run uses N fresh random seeds when no --chaos-seed is given
     --chaos-kinds K,...  inject only these kinds of fault (or SCALEOUT_CHAOS_KINDS), to isolate one
+    --chaos-max-pause S  longest SIGSTOP of a client in seconds (default 20 bounded, 90 long)
 """
 
 import os
@@ -34,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"comma-separated fault kinds to inject (default all: {','.join(FaultKind)}; "
         "or SCALEOUT_CHAOS_KINDS)",
+    )
+    group.addoption(
+        "--chaos-max-pause",
+        type=float,
+        default=None,
+        help="longest SIGSTOP of a client, seconds (default 20 in the bounded run, 90 in the long one)",
     )
     group.addoption(
         "--chaos-seeds", type=int, default=3, help="fresh random seeds for the long run (default 3)"

@@ -49,7 +49,9 @@ def test_a_bounded_session_survives_a_seeded_fault_schedule(
     request: pytest.FixtureRequest, tmp_path: Path, stores: tuple[str, str], bounded_seed: int
 ) -> None:
     """The run in `make test`: 10 rounds, 4 clients on 2 combiners, one fault of each kind and one more."""
-    settings = ChaosSettings(seed=bounded_seed, rounds=10, faults=5, kinds=fault_kinds(request.config))
+    kinds = fault_kinds(request.config)
+    max_pause = request.config.getoption("--chaos-max-pause") or 20.0
+    settings = ChaosSettings(seed=bounded_seed, rounds=10, faults=5, kinds=kinds, max_pause=max_pause)
     db, models = stores
     report = run_chaos(tmp_path, db, models, TEST_ENV, settings, request.node.name)
     assert_survived(report)
@@ -63,7 +65,8 @@ def test_a_long_session_survives_a_seeded_fault_schedule(
     if not request.config.getoption("--chaos-long"):
         pytest.skip("the long chaos run is for `make chaos` (--chaos-long)")
     kinds = fault_kinds(request.config)
-    settings = ChaosSettings(seed=long_seed, rounds=30, faults=16, kinds=kinds, max_pause=90.0)
+    max_pause = request.config.getoption("--chaos-max-pause") or 90.0
+    settings = ChaosSettings(seed=long_seed, rounds=30, faults=16, kinds=kinds, max_pause=max_pause)
     db, models = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models"
     report = run_chaos(tmp_path, db, models, TEST_ENV, settings, request.node.name)
     assert_survived(report)
