@@ -67,8 +67,8 @@ class ChaosReport:
         return self._to_next_commit(injection.recovered_at)
 
     def counts(self) -> dict[str, dict[str, Any]]:
-        """Per kind: faults scheduled, injected, survived (a round finished after them), and the longest
-        time from such a fault to the next finished round."""
+        """Per kind: faults scheduled, injected, survived (a round committed after them, or the session
+        finished), and the longest time from such a fault to the next finished round."""
         counts: dict[str, dict[str, Any]] = {
             kind.value: {"scheduled": 0, "injected": 0, "survived": 0, "max_seconds_to_next_round": None}
             for kind in FaultKind
@@ -78,8 +78,10 @@ class ChaosReport:
             count["scheduled"] += 1
             count["injected"] += injection.injected_at is not None
             seconds = self.seconds_to_next_round(injection)
+            count["survived"] += injection.injected_at is not None and (
+                seconds is not None or self.session.get("status") == "Finished"
+            )
             if seconds is not None:
-                count["survived"] += 1
                 count["max_seconds_to_next_round"] = max(seconds, count["max_seconds_to_next_round"] or 0.0)
         return counts
 
@@ -113,6 +115,18 @@ class ChaosReport:
             "invariants": {name: problems or "held" for name, problems in self.invariants.items()},
         }
 
+    def _outcome(self, injection: Injection) -> str:
+        if injection.skipped:
+            return f"skipped: {injection.skipped}"
+        seconds = self.seconds_to_next_round(injection)
+        if seconds is None:
+            if self.session.get("status") == "Finished":
+                return "no round committed after it: the session had no round left"
+            return "no round committed after it"
+        after_recovery = self.seconds_from_recovery(injection)
+        recovery = f" ({after_recovery:.1f} s after recovery)" if after_recovery is not None else ""
+        return f"next round finished {seconds:.1f} s later{recovery}"
+
     def render(self) -> str:
         lines = [
             f"chaos run {self.test}: seed {self.settings.seed}; replay: {self.replay}",
@@ -123,17 +137,9 @@ class ChaosReport:
             f"session {self.session.get('id')}: {status} ({self.session.get('error') or 'no error'})"
         )
         for i in self.injections:
-            seconds, after_recovery = self.seconds_to_next_round(i), self.seconds_from_recovery(i)
-            outcome = (
-                f"skipped: {i.skipped}"
-                if i.skipped
-                else f"next round finished {seconds:.1f} s later"
-                + (f" ({after_recovery:.1f} s after recovery)" if after_recovery is not None else "")
-                if seconds is not None
-                else "no round finished after it"
-            )
             lines.append(
-                f"  {i.fault.describe()}: {outcome}" + (f"; {i.recovery_error}" if i.recovery_error else "")
+                f"  {i.fault.describe()}: {self._outcome(i)}"
+                + (f"; {i.recovery_error}" if i.recovery_error else "")
             )
         for kind, count in self.counts().items():
             lines.append(
