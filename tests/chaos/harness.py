@@ -85,6 +85,10 @@ class ChaosReport:
                 count["max_seconds_to_next_round"] = max(seconds, count["max_seconds_to_next_round"] or 0.0)
         return counts
 
+    def totals(self) -> dict[str, int]:
+        counts = self.counts().values()
+        return {key: sum(c[key] for c in counts) for key in ("scheduled", "injected", "survived")}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "test": self.test,
@@ -100,6 +104,7 @@ class ChaosReport:
                 for i in self.injections
             ],
             "counts": self.counts(),
+            "totals": self.totals(),
             "rounds": [
                 {
                     "index": r["index"],
@@ -151,6 +156,11 @@ class ChaosReport:
                     else ""
                 )
             )
+        totals = self.totals()
+        lines.append(
+            f"  faults: {totals['scheduled']} scheduled, {totals['injected']} injected, "
+            f"{totals['survived']} survived"
+        )
         for name, problems in self.invariants.items():
             lines.append(f"  invariant {name}: {'held' if not problems else 'VIOLATED'}")
             lines += [f"      - {p}" for p in problems]
