@@ -28,11 +28,12 @@ test: $(BIN)/.installed $(MONGO_VENV)/.installed docker-compose
 
 # The long chaos run (issue 9, tests/chaos): 30-round sessions while a seeded random schedule kill -9s and
 # restarts the API, combiners and clients and SIGSTOPs clients, on CHAOS_SEEDS fresh seeds (each printed;
-# replay one with `--chaos-seed N`), plus the bounded runs on SQLite and MongoDB. Reports in the tests' tmp dirs.
+# replay one with `--chaos-seed N`), plus the bounded runs on SQLite and MongoDB. Each run's logs and
+# chaos-summary.json stay in .scaleout/chaos/<test>/ until the next `make chaos`.
 CHAOS_SEEDS ?= 3
 chaos: $(BIN)/.installed $(MONGO_VENV)/.installed
 	SCALEOUT_CHAOS=1 SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python \
-		$(BIN)/pytest tests/chaos -s --chaos-long --chaos-seeds $(CHAOS_SEEDS)
+		$(BIN)/pytest tests/chaos -s --chaos-long --chaos-seeds $(CHAOS_SEEDS) --basetemp .scaleout/chaos
 
 # Debian's docker-compose 1.29 validates docker-compose.yaml without a Docker engine (tests/compose/).
 # Installed only when missing; CI runs as root.
