@@ -32,6 +32,7 @@ test: $(BIN)/.installed $(MONGO_VENV)/.installed docker-compose
 # chaos-summary.json stay in .scaleout/chaos/<test>/ until the next `make chaos`.
 CHAOS_SEEDS ?= 3
 chaos: $(BIN)/.installed $(MONGO_VENV)/.installed
+	mkdir -p .scaleout  # pytest makes --basetemp but not its parent
 	SCALEOUT_CHAOS=1 SCALEOUT_TEST_MONGO_PYTHON=$(MONGO_VENV)/bin/python \
 		$(BIN)/pytest tests/chaos -s --chaos-long --chaos-seeds $(CHAOS_SEEDS) --basetemp .scaleout/chaos
 
