@@ -34,7 +34,7 @@ Either
 endef
 export MONGO_HELP
 
-.PHONY: install test e2e demo proto bench lint lock clean docker-compose python
+.PHONY: install test e2e chaos demo proto bench lint lock clean docker-compose python
 
 python:
 	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
@@ -63,6 +63,16 @@ test: $(BIN)/.installed $(MONGO_SERVER) docker-compose
 # each supported Python besides the default one.
 e2e: $(BIN)/.installed $(MONGO_SERVER)
 	$(MONGO_ENV) $(BIN)/pytest -p no:cacheprovider tests/e2e/test_mnist_session.py tests/test_proto.py
+
+# The long chaos run (issue 9, tests/chaos): 30-round sessions while a seeded random schedule kill -9s and
+# restarts the API, combiners and clients and SIGSTOPs clients, on CHAOS_SEEDS fresh seeds (each printed;
+# replay one with `--chaos-seed N`), plus the bounded runs on SQLite and MongoDB. Each run's logs and
+# chaos-summary.json stay in .scaleout/chaos/<test>/ until the next `make chaos`.
+CHAOS_SEEDS ?= 3
+chaos: $(BIN)/.installed $(MONGO_SERVER)
+	mkdir -p .scaleout  # pytest makes --basetemp but not its parent
+	SCALEOUT_CHAOS=1 $(MONGO_ENV) \
+		$(BIN)/pytest tests/chaos -s --chaos-long --chaos-seeds $(CHAOS_SEEDS) --basetemp .scaleout/chaos
 
 # Debian's docker-compose 1.29 validates docker-compose.yaml without a Docker engine (tests/compose/).
 # Installed only when missing; CI runs as root.

@@ -1,3 +1,3 @@
 """Shared fixtures. Real servers (MongoDB-compatible, S3) live in their own plugin modules."""
 
-pytest_plugins = ["tests.fixtures.mongo_server", "tests.fixtures.s3_server"]
+pytest_plugins = ["tests.fixtures.mongo_server", "tests.fixtures.s3_server", "tests.chaos.plugin"]

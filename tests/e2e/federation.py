@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,8 @@ from scaleout import APIClient
 T = TypeVar("T")
 SCALEOUT = str(Path(sys.executable).with_name("scaleout"))
 START_TIMEOUT = 60.0
+# Compute packages' python_envs are cached here across test runs (building one takes a while).
+TEST_ENV = {"SCALEOUT_ENV_DIR": str(Path(__file__).resolve().parents[2] / ".scaleout" / "test-envs")}
 
 
 def free_port() -> int:
@@ -54,6 +57,12 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+
+    @property
+    def port(self) -> int:
+        """The port it was started on (`--port`), to restart it on the same one."""
+        args = list(self.popen.args)  # type: ignore[arg-type]
+        return int(args[args.index("--port") + 1])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -105,11 +114,14 @@ class Federation:
         extra_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Process:
-        """Run `scaleout *args` in cwd (default: root), its output in root/logs/NAME.log."""
+        """Run `scaleout *args` in cwd (default: root), its output appended to root/logs/NAME.log.
+
+        Appended, so that a process restarted under its name keeps the log of its previous life.
+        """
         log_path = self.root / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
             )
@@ -151,6 +163,7 @@ class Federation:
         self, name: str = "combiner", port: int | None = None, extra_env: Mapping[str, str] | None = None
     ) -> Process:
         port = port or free_port()
+        spawned = datetime.now(UTC)
         process = self._spawn(
             name,
             [
@@ -173,8 +186,12 @@ class Federation:
         )
 
         def registered() -> bool:
+            # last_seen after the spawn: a combiner restarted under its name has a record already
             self._check_alive(process)
-            return any(c["name"] == name and c["port"] == port for c in self.api.get_combiners()["result"])
+            return any(
+                c["name"] == name and c["port"] == port and datetime.fromisoformat(c["last_seen"]) >= spawned
+                for c in self.api.get_combiners()["result"]
+            )
 
         wait_until(registered, START_TIMEOUT, f"combiner {name} to register")
         return process

@@ -21,7 +21,15 @@ from scaleout.combiner.auth import TOKEN_HELP
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleoututil.helpers.helpers import get_helper
-from tests.e2e.federation import SCALEOUT, Federation, federation, free_port, make_package, wait_until
+from tests.e2e.federation import (
+    SCALEOUT,
+    TEST_ENV,
+    Federation,
+    federation,
+    free_port,
+    make_package,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,7 +78,7 @@ save_metrics({"mean": float(np.mean(weights[0]))}, sys.argv[2])
 """
 
 SEED = [np.zeros((4, 3), dtype=np.float32), np.arange(5, dtype=np.float64)]
-ENV = {"SCALEOUT_ENV_DIR": str(Path(__file__).resolve().parents[2] / ".scaleout" / "test-envs")}
+ENV = TEST_ENV
 
 
 @pytest.fixture
@@ -329,11 +337,9 @@ def test_the_session_continues_when_its_combiner_restarts_between_rounds(fed: Fe
     # The default retries carry the session over the combiner's absence.
     session_id = fed.api.start_session(rounds=3, validate=False, min_clients=2, round_timeout=20)
     wait_until(lambda: Path(f"{gate}.started").exists(), 60, "the second round to reach the clients")
-    port = int(combiner.popen.args[combiner.popen.args.index("--port") + 1])
-
     combiner.stop()
     restarted = datetime.now(UTC)
-    fed.start_combiner(port=port)
+    fed.start_combiner(port=combiner.port)
     gate.touch()
 
     session = fed.api.wait_for_session(session_id, 120)
