@@ -42,7 +42,7 @@ demo: $(BIN)/.installed
 # by the tests. The data partitions and seed.npz it writes inside examples/mnist-pytorch are git-ignored.
 demo-pytorch: $(BIN)/.installed
 	$(BIN)/scaleout local examples/mnist-pytorch/client --clients 2 --rounds 5 \
-		--work-dir .scaleout/demo-pytorch --env-dir .scaleout/envs
+		--work-dir .scaleout/demo-pytorch --env-dir .scaleout/envs --round-timeout 600
 
 proto: $(BIN)/.installed
 	$(BIN)/python -m scaleout.proto.generate
