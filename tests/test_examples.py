@@ -448,8 +448,12 @@ def test_mnist_pytorch_federation_learns_far_above_chance_in_three_rounds(tmp_pa
     ]  # fmt: skip
     # The first run builds the torch venv (minutes). A round is ~940 SGD steps a client, which took up
     # to 3 minutes on a loaded 2-core machine: hence a round timeout well above the default 180 s.
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1700)
+    # HOME moved: a venv in the default cache (~/.cache/scaleout/envs) would mean --env-dir was ignored.
+    home = tmp_path / "home"
+    env = dict(os.environ, HOME=str(home))
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1700)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert not (home / ".cache" / "scaleout").exists(), "the seed build or a client ignored --env-dir"
 
     store = open_statestore(f"sqlite:///{work / 'statestore.db'}")
     try:
