@@ -34,7 +34,7 @@ Either
 endef
 export MONGO_HELP
 
-.PHONY: install test e2e chaos demo proto bench lint lock clean docker-compose python
+.PHONY: install test e2e chaos demo demo-pytorch proto bench lint lock clean docker-compose python
 
 python:
 	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
@@ -84,6 +84,13 @@ docker-compose:
 # processes with their own data partitions, five rounds on the mnist-numpy example.
 demo: $(BIN)/.installed
 	$(BIN)/scaleout local examples/mnist-numpy/client --clients 3 --rounds 5 --work-dir .scaleout/demo
+
+# The same on the user guide's PyTorch example, unmodified: 2 clients, 5 rounds. Its torch venv is built
+# from python_env.yaml into .scaleout/envs on the first run (a few minutes) and reused by later runs and
+# by the tests. The data partitions and seed.npz it writes inside examples/mnist-pytorch are git-ignored.
+demo-pytorch: $(BIN)/.installed
+	$(BIN)/scaleout local examples/mnist-pytorch/client --clients 2 --rounds 5 \
+		--work-dir .scaleout/demo-pytorch --env-dir .scaleout/envs --round-timeout 600
 
 proto: $(BIN)/.installed
 	$(BIN)/python -m scaleout.proto.generate

@@ -24,6 +24,7 @@ import uvicorn
 from scaleout.api.app import create_app
 from scaleout.api.client import ENDED, APIClient, APIError
 from scaleout.api.settings import ApiSettings
+from scaleout.client.dispatcher import Dispatcher
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.controller import Controller, ControllerSettings
@@ -54,6 +55,7 @@ class LocalSettings:
     round_timeout: float = 180.0
     min_clients: int | None = None
     validate: bool = True
+    env_dir: Path | None = None  # python_env venv cache for the seed build and the clients; None: default
     startup_timeout: float = 900.0  # the first client may build the package's python_env
 
     @property
@@ -164,9 +166,13 @@ class LocalFederation:
         seed = self.settings.seed
         if seed is None:
             self.on_status({"stage": "building the seed model"})
-            built = await asyncio.to_thread(build_seed, self.settings.package_dir, work)
+            built = await asyncio.to_thread(build_seed, self.settings.package_dir, work, self._run_build)
             seed = built.require()
         await asyncio.to_thread(api.set_active_model, seed)
+
+    def _run_build(self, extra_env: dict[str, str]) -> None:
+        """The package's build entry point, in the same venv cache the clients use."""
+        Dispatcher(self.settings.package_dir, env_dir=self.settings.env_dir).run("build", extra_env=extra_env)
 
     def _start_clients(self, api_port: int, work: Path) -> None:
         count = self.settings.clients
@@ -185,6 +191,8 @@ class LocalFederation:
                 "--api-url", f"http://127.0.0.1:{api_port}", "--name", name, "--client-id", f"local-{name}",
                 "--work-dir", str(work / "clients" / name), "--heartbeat-interval", "5",
             ]  # fmt: skip
+            if self.settings.env_dir is not None:
+                command += ["--env-dir", str(self.settings.env_dir)]
             with log_path.open("wb") as log_file:
                 popen = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
             self.clients.append(ClientProcess(name, popen, log_path))

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from scaleout.cli.common import user_errors
+from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.cli.tables import console as wide_console
 from scaleout.cli.tables import rounds_table
 from scaleout.store import open_statestore
@@ -48,6 +48,7 @@ console = Console()
 )
 @click.option("--min-clients", type=click.IntRange(1), help="Updates a round needs (default: all clients).")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
+@env_dir_option
 def local_command(
     package_dir: Path,
     clients: int,
@@ -59,6 +60,7 @@ def local_command(
     round_timeout: float,
     min_clients: int | None,
     validate: bool,
+    env_dir: Path,
 ) -> None:
     """Run a session of ROUNDS rounds on PACKAGE_DIR with CLIENTS local clients.
 
@@ -80,6 +82,7 @@ def local_command(
         round_timeout=round_timeout,
         min_clients=min_clients,
         validate=validate,
+        env_dir=env_dir,
     )
     with user_errors(), Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as live:
         federation = LocalFederation(settings, on_status=lambda status: live.update(render_status(status)))
