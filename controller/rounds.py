@@ -82,8 +82,10 @@ def plan_round(participants: Sequence[Participant], config: SessionConfig) -> li
 
     One combiner gets min_clients and requested_clients as configured. Several share
     requested_clients in proportion to their connected clients (largest remainder; a combiner
-    whose share is 0 sits the round out), and each gets min(min_clients, its share) as its own
-    minimum: min_clients holds for the sum, which the controller checks after the round.
+    whose share is 0 sits the round out), and each needs just one update of its own: min_clients
+    holds for the sum, which the controller checks after the round. (A per-combiner minimum would
+    throw away a combiner's good updates when one of its clients is lost, although the sum may
+    still reach min_clients.)
     """
     total = sum(p.client_count for p in participants)
     if total < config.min_clients:
@@ -98,7 +100,7 @@ def plan_round(participants: Sequence[Participant], config: SessionConfig) -> li
         _shares(participants, min(requested, total)) if requested else [p.client_count for p in participants]
     )
     return [
-        Assignment(p, min(config.min_clients, share), share if requested else 0)
+        Assignment(p, 1, share if requested else 0)
         for p, share in zip(participants, shares, strict=True)
         if share > 0
     ]
@@ -308,7 +310,17 @@ class RoundRunner:
             )
             if result is None:
                 continue
-            clients += [_client_result(c, o.combiner_id) for c in result.clients]
+            if o.ok:
+                clients += [_client_result(c, o.combiner_id) for c in result.clients]
+            else:  # its aggregate is not in the model: its clients' updates count as rejected
+                rejected += [
+                    RejectedUpdate(
+                        client_id=c.client_id,
+                        reason=f"its combiner's round failed: {o.error}",
+                        combiner_id=o.combiner_id,
+                    )
+                    for c in result.clients
+                ]
             rejected += [
                 RejectedUpdate(client_id=r.client_id, reason=r.reason, combiner_id=o.combiner_id)
                 for r in result.rejected

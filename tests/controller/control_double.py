@@ -67,8 +67,16 @@ class ControlDouble(scaleout_pb2_grpc.ControlServicer):
         if self.gate is not None:
             await self.gate.wait()
         failing = self.fail_times is None or len(self.round_configs) <= self.fail_times
+        clients = [
+            scaleout_pb2.ClientResult(client_id=c, num_examples=n, meta=json.dumps({"num_examples": n}))
+            for c, n in self.clients.items()
+        ]
         if self.fail_with is not None and failing:
-            yield _result(scaleout_pb2.RoundResult(round_id=request.round_id, ok=False, error=self.fail_with))
+            # As a real combiner does, a failed round still lists the updates it had accepted.
+            failed = scaleout_pb2.RoundResult(
+                round_id=request.round_id, ok=False, error=self.fail_with, clients=clients
+            )
+            yield _result(failed)
             return
         model_id = await asyncio.to_thread(self._train, request.model_id)
         self.model_ids.append(model_id)
@@ -77,10 +85,7 @@ class ControlDouble(scaleout_pb2_grpc.ControlServicer):
             ok=True,
             model_id=model_id,
             num_examples=sum(self.clients.values()),
-            clients=[
-                scaleout_pb2.ClientResult(client_id=c, num_examples=n, meta=json.dumps({"num_examples": n}))
-                for c, n in self.clients.items()
-            ],
+            clients=clients,
             rejected=[scaleout_pb2.RejectedUpdate(client_id="late-client", reason="stale update")],
             seconds=0.01,
         )
