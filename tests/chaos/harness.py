@@ -21,7 +21,7 @@ from tests.chaos.schedule import FaultKind, make_schedule
 from tests.e2e.federation import federation
 
 REPLAY = (
-    "SCALEOUT_CHAOS=1 .venv/bin/pytest tests/chaos -s -k '{test}' --chaos-seed {seed} --chaos-kinds {kinds} "
+    ".venv/bin/pytest tests/chaos -s -k '{test}' --chaos-seed {seed} --chaos-kinds {kinds} "
     "--chaos-max-pause {max_pause:g}"
 )
 

@@ -1,7 +1,6 @@
 """Command-line options of the chaos test (registered from tests/conftest.py so that `pytest` from the
 repository root knows them too).
 
-    --chaos              run the chaos tests (or SCALEOUT_CHAOS=1); off by default until issue 9's fixes land
     --chaos-seed N       replay a schedule: run with this seed (repeatable; or SCALEOUT_CHAOS_SEED=N[,M])
     --chaos-long         run the long chaos sessions too (`make chaos`)
     --chaos-seeds N      the long run uses N fresh random seeds when no --chaos-seed is given
@@ -21,7 +20,6 @@ BOUNDED_SEED = 9  # the bounded run in `make test` replays one schedule, so the 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaos", "chaos test (tests/chaos, issue 9)")
-    group.addoption("--chaos", action="store_true", help="run the chaos tests (or set SCALEOUT_CHAOS=1)")
     group.addoption(
         "--chaos-seed",
         action="append",
@@ -45,10 +43,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--chaos-seeds", type=int, default=3, help="fresh random seeds for the long run (default 3)"
     )
-
-
-def chaos_enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("--chaos")) or os.environ.get("SCALEOUT_CHAOS", "") not in ("", "0")
 
 
 def fault_kinds(config: pytest.Config) -> list[FaultKind]:

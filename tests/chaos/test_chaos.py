@@ -11,19 +11,8 @@ import pytest
 
 from tests.chaos.driver import ChaosSettings
 from tests.chaos.harness import ChaosReport, run_chaos
-from tests.chaos.plugin import chaos_enabled, fault_kinds
+from tests.chaos.plugin import fault_kinds
 from tests.e2e.federation import TEST_ENV
-
-GUARD = (
-    "issue 9: the chaos test needs the survival fixes (controller resume, client deadlines, combiner "
-    "retry); run it with --chaos or SCALEOUT_CHAOS=1"
-)
-
-
-@pytest.fixture(autouse=True)
-def _guard(request: pytest.FixtureRequest) -> None:
-    if not chaos_enabled(request.config):
-        pytest.skip(GUARD)
 
 
 @pytest.fixture(params=["sqlite", "mongodb"])
