@@ -249,9 +249,13 @@ def test_a_client_paused_mid_task_leaves_the_round_at_once_and_trains_again_once
         assert first["error"].endswith(
             "1 update(s) accepted, min_clients is 2; selected client(s) gone before reporting: client-1"
         ), first["error"]
-        assert [(r["client_id"], r["reason"]) for r in first["rejected"]] == [
-            ("client-1", left_reason(first, "client-1"))
+        # The round failed as a whole: client-0's accepted update is in no model, so it is listed as
+        # rejected with its combiner's failure, next to the paused client that left.
+        assert sorted((r["client_id"], r["reason"]) for r in first["rejected"]) == [
+            ("client-0", f"its combiner's round failed: {first['error']}"),
+            ("client-1", left_reason(first, "client-1")),
         ]
+        assert first["clients"] == []
         finished = [r for r in rounds if r["status"] == "Finished"]
         assert [r["index"] for r in finished] == [0, 1]
         for round_ in finished:

@@ -173,7 +173,7 @@ def test_a_combiner_certificate_from_another_ca_is_refused_naming_the_ca_file(
         stopped_with(fed, "client-0", f"Error: {ca_refusal(f'the combiner at {target}', foreign_ca)}")
 
         # The controller refuses it too, and the failed session says why.
-        session = run_session(fed, rounds=1, validate=False)
+        session = run_session(fed, rounds=1, validate=False, round_retries=0)
         assert session["status"] == "Failed", session
         assert ca_refusal(f"the combiner at {target}", foreign_ca) in session["error"]
 
