@@ -34,11 +34,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 # uid 10001: outside the range of host users, so files it writes to volumes belong to nobody there.
 # /var/lib/scaleout is the work dir (.scaleout/ of each role); partitions/ is where client replicas
-# claim their data partitions, certs/ where compose's `certs` service writes the TLS certificates (named
-# volumes in docker-compose.yaml take this owner when created).
+# claim their data partitions, certs/ where compose's `certs` service writes the TLS certificates,
+# enrollment/ where `init` writes the clients' enrollment secret (named volumes in docker-compose.yaml
+# take this owner when created).
 RUN groupadd --gid 10001 scaleout \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/scaleout --shell /usr/sbin/nologin scaleout \
-    && mkdir -p /var/lib/scaleout/partitions /var/lib/scaleout/certs \
+    && mkdir -p /var/lib/scaleout/partitions /var/lib/scaleout/certs /var/lib/scaleout/enrollment \
     && chown -R 10001:10001 /var/lib/scaleout
 COPY --from=builder /opt/venv /opt/venv
 # The examples are the user's sample workspace: writable, as a local package writes its data next to it.

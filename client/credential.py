@@ -56,7 +56,7 @@ async def obtain_token(
             "start the client with a valid --enroll-secret or a --token"
         )
     issued = response.json()
-    _write_private(path, issued["token"])
+    write_private(path, issued["token"])
     logger.info(
         "enrolled as client %s (%s); credential kept in %s", issued["client_id"], issued["name"], path
     )
@@ -102,7 +102,7 @@ async def _with_retries(request: Callable[[], Awaitable[httpx.Response]], backof
         await asyncio.sleep(delay)
 
 
-def _write_private(path: Path, token: str) -> None:
+def write_private(path: Path, token: str) -> None:
     """Write the token readable by this user only, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
@@ -110,3 +110,14 @@ def _write_private(path: Path, token: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token + "\n")
     os.replace(partial, path)
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret kept in a file (a Docker secret, or what `scaleout init --enroll-secret-file` wrote)."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise CredentialError(f"cannot read the enrollment secret file {path}: {error.strerror}") from None
+    if not secret:
+        raise CredentialError(f"the enrollment secret file {path} is empty")
+    return secret

@@ -69,6 +69,13 @@ def client_group() -> None:
     "credential of this client's own, kept in the work dir so restarts reuse it.",
 )
 @click.option(
+    "--enroll-secret-file",
+    envvar="SCALEOUT_ENROLL_SECRET_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="As --enroll-secret, read from this file (a Docker secret, or the file `scaleout init "
+    "--enroll-secret-file` writes).",
+)
+@click.option(
     "--heartbeat-interval",
     envvar="SCALEOUT_HEARTBEAT_INTERVAL",
     type=click.FloatRange(min=0.01),
@@ -166,6 +173,7 @@ def start(
     work_dir: Path | None,
     token: str | None,
     enroll_secret: str | None,
+    enroll_secret_file: Path | None,
     heartbeat_interval: float,
     env_dir: Path,
     assign_timeout: float | None,
@@ -195,7 +203,13 @@ def start(
         )
     if data_partition is None and partition_claim_dir is not None and num_partitions is None:
         raise click.UsageError("--partition-claim-dir needs --num-partitions (SCALEOUT_NUM_PARTITIONS)")
+    if enroll_secret and enroll_secret_file is not None:
+        raise click.UsageError("give --enroll-secret or --enroll-secret-file, not both")
     with user_errors(), contextlib.ExitStack() as held:
+        if enroll_secret_file is not None:
+            from scaleout.client.credential import read_secret_file
+
+            enroll_secret = read_secret_file(enroll_secret_file)
         if data_partition is None and partition_claim_dir is not None:
             from scaleout.client.partition_claim import claim_partition
 

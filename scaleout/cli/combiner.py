@@ -231,9 +231,10 @@ def start(
 )
 @click.option(
     "--token",
-    envvar="SCALEOUT_API_TOKEN",
-    help="The admin token (env SCALEOUT_API_TOKEN), or the controller token of a combiner given only "
-    "that, if the combiner requires credentials.",
+    envvar=["SCALEOUT_API_TOKEN", "SCALEOUT_CONTROLLER_TOKEN"],
+    help="The admin token (env SCALEOUT_API_TOKEN), or the controller token (env "
+    "SCALEOUT_CONTROLLER_TOKEN, read when SCALEOUT_API_TOKEN is not set), if the combiner requires "
+    "credentials.",
 )
 @click.option(
     "--tls",

@@ -48,6 +48,20 @@ MAX_DELAY = 5.0
     show_default=True,
     help="Seconds to wait for the API to answer /health (retried with backoff).",
 )
+@click.option(
+    "--enroll-secret-file",
+    envvar="SCALEOUT_ENROLL_SECRET_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also issue a fresh enrollment secret and write it to this file (owner-only), for clients "
+    "started with the same --enroll-secret-file to enroll themselves.",
+)
+@click.option(
+    "--enroll-uses",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=10,
+    show_default=True,
+    help="Clients that secret may enroll (valid for a day).",
+)
 @env_dir_option
 @api_options
 def init_command(
@@ -57,12 +71,16 @@ def init_command(
     helper: str,
     name: str | None,
     wait_timeout: float,
+    enroll_secret_file: Path | None,
+    enroll_uses: int,
     env_dir: Path,
 ) -> None:
     """Upload the compute package (active) and its seed model, unless already done.
 
     Already done means the active package has this folder's sha256 and a model exists: then nothing is
-    uploaded and the exit code is 0. A changed package is uploaded with a new seed.
+    uploaded and the exit code is 0. A changed package is uploaded with a new seed. With
+    --enroll-secret-file a fresh enrollment secret is written on every run: clients that enrolled before
+    keep their credentials, new or recreated ones enroll with the new secret.
     """
     package_dir = package_dir.resolve()
     with (
@@ -71,6 +89,7 @@ def init_command(
         tempfile.TemporaryDirectory(prefix="scaleout-init-") as work,
     ):
         wait_for_api(api, remote, wait_timeout)
+        enrollment = issue_enrollment_file(api, enroll_secret_file, enroll_uses) if enroll_secret_file else ""
         tarball = create_package(
             package_dir, name=name or f"{package_dir.name}.tgz", output_dir=work, exclude=[env_dir]
         )
@@ -78,14 +97,15 @@ def init_command(
         active, models = active_package(api), api.count_entities("models")
         same_package = active is not None and active["sha256"] == checksum
         if same_package and models:
-            report = {"package": active, "model_id": None, "uploaded": False}
-            remote.emit(report, lambda: click.echo(already_seeded(active, models)))
+            report = {"package": active, "model_id": None, "uploaded": False, "enrollment": enrollment}
+            remote.emit(report, lambda: click.echo(already_seeded(active, models) + enrollment))
             return
         seed = seed or build_seed_model(package_dir, Path(work) / "build", env_dir)
         package = active if same_package else api.set_active_package(tarball, helper, tarball.name)
         model_id = api.set_active_model(seed)
-    report = {"package": package, "model_id": model_id, "uploaded": True}
-    remote.emit(report, lambda: click.echo(seeded(package, model_id, uploaded_package=not same_package)))
+    report = {"package": package, "model_id": model_id, "uploaded": True, "enrollment": enrollment}
+    text = seeded(package, model_id, uploaded_package=not same_package) + enrollment
+    remote.emit(report, lambda: click.echo(text))
 
 
 def wait_for_api(api: APIClient, remote: Remote, timeout: float) -> None:
@@ -107,6 +127,15 @@ def wait_for_api(api: APIClient, remote: Remote, timeout: float) -> None:
             raise click.ClickException(remote.unreachable(f"no answer within {timeout:g} s (last: {last})"))
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, MAX_DELAY)
+
+
+def issue_enrollment_file(api: APIClient, path: Path, uses: int) -> str:
+    """Write a fresh enrollment secret for `uses` clients owner-only to `path`; say so in a line."""
+    from scaleout.client.credential import write_private
+
+    issued = api.create_enrollment(name=f"scaleout init ({path.name})", uses=uses)
+    write_private(path, issued["secret"])
+    return f"\nEnrollment secret for {uses} client(s) written to {path}."
 
 
 def active_package(api: APIClient) -> dict[str, Any] | None:

@@ -89,3 +89,24 @@ def test_client_id_that_would_escape_the_work_root_is_refused(tmp_path: Path) ->
     result = CliRunner().invoke(cli, ["client", "start", "--client-id", "../../etc", "--assign-timeout", "0"])
     assert result.exit_code == 1
     assert "invalid client id" in result.output
+
+
+def test_an_enrollment_secret_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "enrollment" / "secret"
+    result = CliRunner().invoke(cli, ["client", "start", "--enroll-secret-file", str(missing)])
+    assert result.exit_code == 1
+    assert f"cannot read the enrollment secret file {missing}: No such file or directory" in result.output
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    result = CliRunner().invoke(cli, ["client", "start", "--enroll-secret-file", str(empty)])
+    assert result.exit_code == 1
+    assert f"the enrollment secret file {empty} is empty" in result.output
+
+
+def test_an_enrollment_secret_and_a_secret_file_are_not_both_taken(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("abc\n")
+    args = ["client", "start", "--enroll-secret", "abc", "--enroll-secret-file", str(secret)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "give --enroll-secret or --enroll-secret-file, not both" in result.output

@@ -109,6 +109,11 @@ def test_the_compose_services_run_two_rounds_on_loopback(
                     env[key] = str(tmp_path / "volumes" / source) + value[len(target) :]
         return env
 
+    def only(env: dict[str, str]) -> dict[str, str]:
+        """Exactly the service's environment: the test federation's own (the admin token and TLS files
+        its APIClient uses) blanked where compose does not give them, as a container would not have them."""
+        return {**dict.fromkeys(admin, ""), **env}
+
     def workdir(name: str) -> Path:
         """A container's own filesystem: its working directory, where `.scaleout/` goes."""
         path = tmp_path / name
@@ -116,18 +121,29 @@ def test_the_compose_services_run_two_rounds_on_loopback(
         return path
 
     # The test's own APIClient verifies the API against the CA the certs service makes, as init does.
-    api_tls = {key: environment(api)[key] for key in ("SCALEOUT_TLS_CERT", "SCALEOUT_TLS_CA")}
+    # ... and with the admin token, which only the api and init are given: the combiner holds the
+    # controller's credential only, the clients none (they enroll with init's secret).
+    admin = ("SCALEOUT_TLS_CERT", "SCALEOUT_TLS_CA", "SCALEOUT_API_TOKEN")
+    api_tls = {key: environment(api)[key] for key in admin}
+    assert environment(init)["SCALEOUT_API_TOKEN"] == api_tls["SCALEOUT_API_TOKEN"]
+    assert "SCALEOUT_API_TOKEN" not in environment(combiner) and "SCALEOUT_API_TOKEN" not in environment(
+        client
+    )
+    assert environment(combiner)["SCALEOUT_CONTROLLER_TOKEN"] == environment(api)["SCALEOUT_CONTROLLER_TOKEN"]
+    assert (
+        environment(client)["SCALEOUT_ENROLL_SECRET_FILE"] == environment(init)["SCALEOUT_ENROLL_SECRET_FILE"]
+    )
     fed = Federation(tmp_path, db="", models="", env=api_tls, api_port=api_port)
     try:
         # certs: one shot, before the api and the combiner, into the volume they mount.
-        process = fed._spawn("certs", certs["command"], environment(certs), cwd=workdir("certs"))
+        process = fed._spawn("certs", certs["command"], only(environment(certs)), cwd=workdir("certs"))
         assert process.popen.wait(timeout=60) == 0, process.log()
         del fed.processes["certs"]
         assert Path(api_tls["SCALEOUT_TLS_CA"]).is_file()
 
         # api: listens where the test says, otherwise exactly the compose command.
         command = with_flag(with_flag(api["command"], "--host", "127.0.0.1"), "--port", str(api_port))
-        process = fed._spawn("api", command, environment(api), cwd=workdir("api"))
+        process = fed._spawn("api", command, only(environment(api)), cwd=workdir("api"))
         api_check = _healthcheck(api, {f"127.0.0.1:{container_api_port}": f"127.0.0.1:{api_port}"})
         wait_until(
             lambda: fed._check_alive(process) or _healthy(api_check, environment(api)),
@@ -141,7 +157,7 @@ def test_the_compose_services_run_two_rounds_on_loopback(
         command = with_flag(combiner["command"], "--host", "127.0.0.1")
         command = with_flag(command, "--port", str(combiner_port))
         command = with_flag(command, "--advertise-host", "127.0.0.1")
-        process = fed._spawn("combiner", command, environment(combiner), cwd=workdir("combiner"))
+        process = fed._spawn("combiner", command, only(environment(combiner)), cwd=workdir("combiner"))
         combiner_check = _healthcheck(combiner, {container_combiner_port: str(combiner_port)})
         wait_until(
             lambda: fed._check_alive(process) or _healthy(combiner_check, environment(combiner)),
@@ -152,7 +168,7 @@ def test_the_compose_services_run_two_rounds_on_loopback(
 
         # init: one shot, the example package from the repository where the image has it.
         command = [arg.replace(image_examples_dir(), str(REPO / "examples")) for arg in init["command"]]
-        process = fed._spawn("init", command, environment(init), cwd=workdir("init"))
+        process = fed._spawn("init", command, only(environment(init)), cwd=workdir("init"))
         assert process.popen.wait(timeout=180) == 0, process.log()
         del fed.processes["init"]  # done, as `service_completed_successfully` requires; not a failure
         seed_id = fed.api.get_models()["result"][0]["id"]
@@ -160,7 +176,7 @@ def test_the_compose_services_run_two_rounds_on_loopback(
         # client: two replicas, one command and one environment, each in its own container.
         for replica in (1, 2):
             name = f"client-{replica}"
-            fed._spawn(name, client["command"], environment(client), cwd=workdir(name))
+            fed._spawn(name, client["command"], only(environment(client)), cwd=workdir(name))
         online = fed.wait_for_clients(client["deploy"]["replicas"])
 
         session_id = fed.api.start_session(rounds=ROUNDS, min_clients=len(online), round_timeout=60)
@@ -184,6 +200,13 @@ def test_the_compose_services_run_two_rounds_on_loopback(
             assert "scaleout.yaml" in {p.name for p in files[0].parents[3].iterdir()}
             partitions.add(files[0].parent.name)
         assert partitions == {"1", "2"}
+        # Each replica enrolled for a credential of its own, kept owner-only in its work dir, and acted
+        # under the client id bound to it.
+        tokens = fed.api.get_client_tokens()["result"]
+        assert sorted(t["client_id"] for t in tokens) == sorted(c["client_id"] for c in rounds[0]["clients"])
+        for replica in (1, 2):
+            (credential,) = (tmp_path / f"client-{replica}").rglob("credential")
+            assert credential.stat().st_mode & 0o077 == 0
     except BaseException:
         print(fed.logs(), file=sys.stderr)
         raise
