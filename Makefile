@@ -33,8 +33,14 @@ Either
     (e.g. after `docker run -d -p 27017:27017 mongo:7`).
 endef
 export MONGO_HELP
+# Issue 13's compatibility tests run the vendor's own code, unmodified, as separate processes: the official
+# Scaleout Edge client (`scaleout`/`scaleoututil` 1.1.0, which share our import names) and FEDn 0.33's
+# APIClient. Both need Python >= 3.12 and each gets a venv of its own, never the project's.
+OFFICIAL_VENV := .venv-official
+FEDN_VENV     := .venv-fedn
+COMPAT_ENV    := SCALEOUT_TEST_OFFICIAL_PYTHON=$(OFFICIAL_VENV)/bin/python SCALEOUT_TEST_FEDN_PYTHON=$(FEDN_VENV)/bin/python
 
-.PHONY: install test e2e chaos demo demo-pytorch proto bench lint lock clean docker-compose python
+.PHONY: install compat-venvs test e2e chaos demo demo-pytorch proto bench lint lock clean docker-compose python
 
 python:
 	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
@@ -52,12 +58,25 @@ $(MONGO_VENV)/.installed: $(wildcard constraints/mongo.txt)
 	$(MONGO_VENV)/bin/pip install --quiet $(if $(wildcard constraints/mongo.txt),-c constraints/mongo.txt) 'mongoeco[wire]'
 	touch $@
 
+$(OFFICIAL_VENV)/.installed: $(wildcard constraints/official.txt)
+	python="$$(tools/find-python --at-least 3.12)" && "$$python" -m venv $(OFFICIAL_VENV)
+	$(OFFICIAL_VENV)/bin/pip install --quiet $(if $(wildcard constraints/official.txt),-c constraints/official.txt) \
+		scaleout==1.1.0 scaleoututil==1.1.0
+	touch $@
+
+$(FEDN_VENV)/.installed: $(wildcard constraints/fedn.txt)
+	python="$$(tools/find-python --at-least 3.12)" && "$$python" -m venv $(FEDN_VENV)
+	$(FEDN_VENV)/bin/pip install --quiet $(if $(wildcard constraints/fedn.txt),-c constraints/fedn.txt) fedn==0.33.0
+	touch $@
+
+compat-venvs: $(OFFICIAL_VENV)/.installed $(FEDN_VENV)/.installed
+
 install: $(BIN)/.installed
 
-test: $(BIN)/.installed $(MONGO_SERVER) docker-compose
+test: $(BIN)/.installed $(MONGO_SERVER) compat-venvs docker-compose
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(MONGO_ENV) $(BIN)/pytest
+	$(MONGO_ENV) $(COMPAT_ENV) $(BIN)/pytest
 
 # One federation end to end on this Python, over SQLite + files and over MongoDB + S3: what CI runs on
 # each supported Python besides the default one.
@@ -103,11 +122,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 # Rewrite the pins from what is installed now (after a `make install` without pins, or an upgrade).
-lock: $(BIN)/.installed $(MONGO_SERVER)
+lock: $(BIN)/.installed $(MONGO_SERVER) compat-venvs
 	@mkdir -p constraints
 	$(BIN)/pip freeze --exclude-editable --exclude scaleout-edge > $(CONSTRAINTS)
 	$(if $(MONGO_SERVER),$(MONGO_VENV)/bin/pip freeze > constraints/mongo.txt)
-	@touch $(BIN)/.installed $(MONGO_SERVER)
+	$(OFFICIAL_VENV)/bin/pip freeze > constraints/official.txt
+	$(FEDN_VENV)/bin/pip freeze > constraints/fedn.txt
+	@touch $(BIN)/.installed $(MONGO_SERVER) $(OFFICIAL_VENV)/.installed $(FEDN_VENV)/.installed
 
 clean:
-	rm -rf .venv .venv-3.* $(MONGO_VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf .venv .venv-3.* $(MONGO_VENV) $(OFFICIAL_VENV) $(FEDN_VENV) .pytest_cache .ruff_cache *.egg-info
