@@ -40,7 +40,7 @@ OFFICIAL_VENV := .venv-official
 FEDN_VENV     := .venv-fedn
 COMPAT_ENV    := SCALEOUT_TEST_OFFICIAL_PYTHON=$(OFFICIAL_VENV)/bin/python SCALEOUT_TEST_FEDN_PYTHON=$(FEDN_VENV)/bin/python
 
-.PHONY: install compat-venvs test e2e chaos demo demo-pytorch proto bench lint lock clean docker-compose python
+.PHONY: install compat-venvs test e2e chaos demo demo-pytorch proto bench lint lock clean docker-compose chromium python
 
 python:
 	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
@@ -73,7 +73,7 @@ compat-venvs: $(OFFICIAL_VENV)/.installed $(FEDN_VENV)/.installed
 
 install: $(BIN)/.installed
 
-test: $(BIN)/.installed $(MONGO_SERVER) compat-venvs docker-compose
+test: $(BIN)/.installed $(MONGO_SERVER) compat-venvs docker-compose chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MONGO_ENV) $(COMPAT_ENV) $(BIN)/pytest
@@ -98,6 +98,12 @@ chaos: $(BIN)/.installed $(MONGO_SERVER)
 docker-compose:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
+
+# The browser tests (tests/browser/) drive Debian's Chromium through Playwright: Playwright's own browser
+# download is never used. Installed only when missing; CI runs as root.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # The whole federation on this machine: API + controller + one combiner in-process, three client
 # processes with their own data partitions, five rounds on the mnist-numpy example.
