@@ -105,7 +105,8 @@ def _add_routes(app: FastAPI) -> None:
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
     for family, entity, select in ENTITY_FAMILIES:
         app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
-    routes_dashboard.mount(app)  # outside /api/v1: the page loads without a token
+    # The page outside /api/v1 (it loads without a token); its read routes inside, secured.
+    routes_dashboard.mount(app, API_PREFIX, secured)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

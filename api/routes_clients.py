@@ -68,8 +68,11 @@ def least_loaded_combiner(store: Statestore, online_seconds: float, client_id: s
     return min(online, key=load)
 
 
-def _record_assignment(store: Statestore, body: ClientAddRequest, combiner: Combiner) -> None:
-    """Upsert the Client with its combiner, keeping what the combiner already recorded about it."""
+def _record_assignment(
+    store: Statestore, body: ClientAddRequest, combiner: Combiner, package_checksum: str | None
+) -> None:
+    """Upsert the Client with its combiner and the package it will run (the active one's sha256 when it
+    downloads it; None with its own local package), keeping what the combiner recorded about it."""
     try:
         client = store.clients.get(body.client_id)
     except NotFound:
@@ -78,6 +81,7 @@ def _record_assignment(store: Statestore, body: ClientAddRequest, combiner: Comb
         "name": body.name or client.name or body.client_id,
         "combiner_id": combiner.id,
         "last_seen": utcnow(),
+        "package_checksum": package_checksum,
     }
     store.clients.upsert(client.model_copy(update=changes))
 
@@ -96,13 +100,14 @@ def add_client(
 ) -> Any:
     require_own_client(caller, body.client_id)
     try:
-        helper = store.packages.active().helper
+        active = store.packages.active()
+        helper, checksum = active.helper, active.sha256 if body.package == "remote" else None
     except NotFound:
         if body.package == "remote":
             return JSONResponse({"message": NOT_READY}, status_code=203)
-        helper = settings.default_helper
+        helper, checksum = settings.default_helper, None
     combiner = least_loaded_combiner(store, settings.combiner_online_seconds, body.client_id)
-    _record_assignment(store, body, combiner)
+    _record_assignment(store, body, combiner, checksum)
     return ClientAssignment(
         client_id=body.client_id,
         combiner=CombinerAddress(

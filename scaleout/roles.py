@@ -103,6 +103,8 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/sessions/{{id}}/stop"): ADMIN_ONLY,
     ("GET", f"{API}/sessions/{{id}}/wait"): ADMIN_ONLY,
     ("GET", f"{API}/sessions/{{id}}/progress"): ADMIN_ONLY,
+    ("GET", f"{API}/sessions/{{id}}/final-metrics"): ADMIN_ONLY,
+    ("GET", f"{API}/clients/{{id}}/activity"): ADMIN_ONLY,
     **{
         ("GET", f"{API}/{family}/{suffix}"): ADMIN_ONLY
         for family in ENTITY_FAMILIES
@@ -113,6 +115,7 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/dashboard"): PUBLIC,
     ("GET", "/dashboard/{path:path}"): PUBLIC,
+    ("GET", "/favicon.ico"): PUBLIC,
     ("GET", "/docs"): DOCS,
     ("GET", "/docs/oauth2-redirect"): DOCS,
     ("GET", "/redoc"): DOCS,

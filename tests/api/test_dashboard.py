@@ -11,16 +11,19 @@ import pytest
 from scaleout.api.app import create_app
 from scaleout.api.routes_dashboard import STATIC_DIR
 from scaleout.api.settings import ApiSettings
+from scaleout.cli.main import cli
 from tests.api.conftest import ApiServer, run_api
 
 TOKEN = "dashboard-token"
-JS = STATIC_DIR / "dashboard.js"
-ASSETS = [STATIC_DIR / "index.html", JS, STATIC_DIR / "dashboard.css"]
+MODULES = sorted((STATIC_DIR / "js").rglob("*.js"))
+ASSETS = [STATIC_DIR / "index.html", STATIC_DIR / "dashboard.css", STATIC_DIR / "favicon.svg", *MODULES]
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # an XML namespace name, never fetched
 
 # A string literal (quotes or backticks) holding an API path, and the object literal passed with it
 # as its query: api(`/api/v1/sessions/${id}`), api("/api/v1/rounds/", { session_id: id, limit: 10 }).
-API_CALL = re.compile(r"""(["'`])(/api/v1/[^"'`]*)\1(?:\s*,\s*\{([^{}]*)\})?""")
+# apiPost("/api/v1/...", body) is a POST (its object is the body); every other call a GET.
+API_CALL = re.compile(r"""(\w+)\(\s*(["'`])(/api/v1/[^"'`]*)\2(?:\s*,\s*\{([^{}]*)\})?""")
+POSTS = {"apiPost"}
 TEMPLATE_PART = re.compile(r"\$\{[^}]*\}")
 OPENAPI_PARAMETER = re.compile(r"\{[^}]*\}")
 QUERY_KEY = re.compile(r"^\s*(\w+)\s*(?::|$)")
@@ -31,28 +34,32 @@ def base_url(server: ApiServer) -> str:
 
 
 def dashboard_source() -> str:
-    """The script without its comments, where paths are named for people rather than called."""
-    source = re.sub(r"/\*.*?\*/", "", JS.read_text(), flags=re.DOTALL)
+    """The modules without their comments, where paths are named for people rather than called."""
+    text = "\n".join(module.read_text() for module in MODULES)
+    source = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
     return re.sub(r"^\s*//.*$", "", source, flags=re.MULTILINE)
 
 
-def dashboard_calls() -> list[tuple[str, list[str]]]:
-    """Each API path template in the script (``${...}`` as ``{}``) with the query keys it is given."""
+def dashboard_calls(method: str = "get") -> list[tuple[str, list[str]]]:
+    """Each API path template the modules call with `method` (``${...}`` as ``{}``), with the query
+    keys it is given."""
     calls = []
     for match in API_CALL.finditer(dashboard_source()):
-        path = TEMPLATE_PART.sub("{}", match.group(2))
-        keys = [m.group(1) for part in (match.group(3) or "").split(",") if (m := QUERY_KEY.match(part))]
-        calls.append((path, keys))
+        if ("post" if match.group(1) in POSTS else "get") != method:
+            continue
+        path = TEMPLATE_PART.sub("{}", match.group(3))
+        keys = [m.group(1) for part in (match.group(4) or "").split(",") if (m := QUERY_KEY.match(part))]
+        calls.append((path, keys if method == "get" else []))
     return calls
 
 
-def openapi_get_routes() -> dict[str, set[str]]:
-    """GET paths of the app (``{id}`` as ``{}``) with the query parameters each accepts."""
+def openapi_routes(method: str = "get") -> dict[str, set[str]]:
+    """Paths of the app with `method` (``{id}`` as ``{}``), with the query parameters each accepts."""
     schema = create_app(ApiSettings()).openapi()
     routes = {}
     for path, operations in schema["paths"].items():
-        if "get" in operations:
-            parameters = operations["get"].get("parameters", [])
+        if method in operations:
+            parameters = operations[method].get("parameters", [])
             query = {p["name"] for p in parameters if p["in"] == "query"}
             routes[OPENAPI_PARAMETER.sub("{}", path)] = query
     return routes
@@ -88,7 +95,8 @@ def test_dashboard_without_its_trailing_slash_redirects_to_it(server: ApiServer)
     [
         ("/dashboard/", {"text/html"}),
         ("/dashboard/index.html", {"text/html"}),
-        ("/dashboard/dashboard.js", {"text/javascript", "application/javascript"}),
+        ("/dashboard/js/main.js", {"text/javascript", "application/javascript"}),
+        ("/dashboard/js/pages/session.js", {"text/javascript", "application/javascript"}),
         ("/dashboard/dashboard.css", {"text/css"}),
     ],
 )
@@ -111,7 +119,7 @@ def test_a_missing_asset_is_404(server: ApiServer):
 
 def test_the_page_loads_without_a_token_while_the_api_requires_one(secured: ApiServer):
     with httpx.Client(base_url=base_url(secured)) as http:
-        for path in ("/", "/dashboard/", "/dashboard/dashboard.js", "/dashboard/dashboard.css"):
+        for path in ("/", "/dashboard/", "/dashboard/js/main.js", "/dashboard/dashboard.css", "/favicon.ico"):
             assert http.get(path, follow_redirects=True).status_code == 200, path
         assert http.get("/api/v1/sessions/").status_code == 401
         assert http.get("/api/v1/health").status_code == 200
@@ -122,7 +130,7 @@ def test_the_page_loads_without_a_token_while_the_api_requires_one(secured: ApiS
 def test_the_page_loads_its_own_script_and_stylesheet():
     page = (STATIC_DIR / "index.html").read_text()
 
-    assert '<script src="dashboard.js"' in page
+    assert '<script type="module" src="js/main.js">' in page
     assert '<link rel="stylesheet" href="dashboard.css">' in page
 
 
@@ -135,7 +143,7 @@ def test_assets_load_nothing_from_another_host(asset: Path):
 
 def test_every_api_path_the_dashboard_calls_is_a_get_route_of_the_app():
     calls = dashboard_calls()
-    routes = openapi_get_routes()
+    routes = openapi_routes()
 
     paths = {path for path, _ in calls}
     # Not vacuous: the parse finds the routes every view depends on.
@@ -150,19 +158,54 @@ def test_every_api_path_the_dashboard_calls_is_a_get_route_of_the_app():
         "/api/v1/events/",
     } <= paths
     missing = sorted(paths - routes.keys())
-    assert not missing, f"dashboard.js calls routes the API does not have: {missing}"
+    assert not missing, f"the dashboard calls routes the API does not have: {missing}"
+
+
+def test_every_api_path_the_dashboard_posts_to_is_a_post_route_of_the_app():
+    paths = {path for path, _ in dashboard_calls("post")}
+
+    assert paths == {"/api/v1/sessions/start", "/api/v1/sessions/{}/stop"}
+    assert paths <= openapi_routes("post").keys()
 
 
 def test_every_query_parameter_the_dashboard_sends_is_accepted_by_its_route():
-    routes = openapi_get_routes()
+    routes = openapi_routes()
 
     sent = [(path, key) for path, keys in dashboard_calls() for key in keys]
     assert ("/api/v1/rounds/", "session_id") in sent
     unknown = sorted((path, key) for path, key in sent if key not in routes.get(path, set()))
-    assert not unknown, f"dashboard.js sends query parameters its routes reject (422): {unknown}"
+    assert not unknown, f"the dashboard sends query parameters its routes reject (422): {unknown}"
 
 
 def test_the_dashboard_is_not_part_of_the_api_schema():
     paths = create_app(ApiSettings()).openapi()["paths"]
 
     assert all(path.startswith("/api/v1/") for path in paths)
+
+
+def test_the_favicon_is_served_without_a_token(secured: ApiServer):
+    response = httpx.get(f"{base_url(secured)}/favicon.ico")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.text == (STATIC_DIR / "favicon.svg").read_text()
+
+
+def cli_commands() -> set[str]:
+    """Every `scaleout GROUP COMMAND` (and top-level command) the CLI has."""
+    commands = set()
+    for name, command in cli.commands.items():
+        commands.add(f"scaleout {name}")
+        for sub in getattr(command, "commands", {}):
+            commands.add(f"scaleout {name} {sub}")
+    return commands
+
+
+def test_every_command_the_dashboard_suggests_exists():
+    # A hint is written `scaleout group command ARGS` in backticks (rendered as <code>): the part before
+    # its arguments must be a command of the CLI.
+    suggested = re.findall(r"`(scaleout(?: [a-z][a-z-]*)+)", dashboard_source())
+
+    assert {"scaleout package upload", "scaleout model upload", "scaleout session start"} <= set(suggested)
+    unknown = sorted(set(suggested) - cli_commands())
+    assert not unknown, f"the dashboard suggests commands the CLI does not have: {unknown}"
