@@ -126,10 +126,20 @@ def dashboard_url(fed: Federation, route: str = "") -> str:
     return f"{fed.api_url}/dashboard/#/{route}"
 
 
-def run_session(fed: Federation, rounds: int, **settings: Any) -> dict[str, Any]:
+def start_session(fed: Federation, name: str, rounds: int, **settings: Any) -> str:
+    """Start a session of `rounds` rounds over both clients from the seed (all zeros), so its models'
+    means are 1, 2, ...; client_settings reach train.py."""
+    seed = fed.api.get_models(sort_key="committed_at", limit=1)["result"][0]["id"]
+    return fed.api.start_session(
+        name=name, rounds=rounds, min_clients=len(CLIENTS), model_id=seed, client_settings=settings
+    )
+
+
+def run_session(fed: Federation, name: str, rounds: int, **settings: Any) -> dict[str, Any]:
     """A finished session of `rounds` rounds over both clients."""
-    session_id = fed.api.start_session(rounds=rounds, min_clients=len(CLIENTS), client_settings=settings)
-    return fed.api.wait_for_session(session_id, 240)
+    session = fed.api.wait_for_session(start_session(fed, name, rounds, **settings), 240)
+    assert session["status"] == "Finished", session
+    return session
 
 
 def hold_file(fed: Federation, name: str) -> Path:

@@ -209,9 +209,9 @@ function exportLinks(session, validations, roundIndex, names) {
     "p",
     { class: "export" },
     "Export metrics: ",
-    h("button", { type: "button", class: "link-button", onclick: () => saveBlob(new Blob([metricsCsv(rows())], { type: "text/csv" }), `${base}.csv`) }, "CSV"),
+    h("button", { type: "button", class: "text-button", onclick: () => saveBlob(new Blob([metricsCsv(rows())], { type: "text/csv" }), `${base}.csv`) }, "CSV"),
     " · ",
-    h("button", { type: "button", class: "link-button", onclick: () => saveBlob(new Blob([JSON.stringify({ session_id: session.id, name: session.name, validations: rows() }, null, 2)], { type: "application/json" }), `${base}.json`) }, "JSON"),
+    h("button", { type: "button", class: "text-button", onclick: () => saveBlob(new Blob([JSON.stringify({ session_id: session.id, name: session.name, validations: rows() }, null, 2)], { type: "application/json" }), `${base}.json`) }, "JSON"),
   );
 }
 
