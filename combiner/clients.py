@@ -7,7 +7,8 @@ another one: an asyncio timer per client, not a polling loop.
 
 Statestore calls block, so one writer task makes them with ``asyncio.to_thread``: it coalesces changes
 (the latest state of each client is written, in order) and heartbeats cost at most one write per client
-per ``write_interval``, which keeps thousands of clients cheap.
+per ``write_interval``, which keeps thousands of clients cheap. The same writer stores the clients'
+events (connected, disconnected, a failed task), each with its client id, for the dashboard's log.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 
 from scaleout.errors import NotFound
 from scaleout.proto.scaleout_pb2 import TaskRequest
-from scaleout.store.entities import Client, NodeStatus
+from scaleout.store.entities import Client, Event, EventLevel, NodeStatus
 from scaleout.store.statestore import Statestore
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ClientRegistry:
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._closed_listeners: list[Callable[[str], None]] = []
+        self._events: list[Event] = []
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="client-registry-writer")
@@ -207,8 +209,36 @@ class ClientRegistry:
         if state.online == online:
             return
         state.online = online
+        who = f"client {state.name or state.client_id}"
+        if online:
+            self.record_event(state.client_id, "client_connected", f"{who} connected to {self._combiner_id}")
+        else:
+            message = f"{who} disconnected from {self._combiner_id}"
+            self.record_event(state.client_id, "client_disconnected", message, EventLevel.WARNING)
         self._mark_dirty(state)
         self._notify()
+
+    def record_event(
+        self,
+        client_id: str,
+        type: str,
+        message: str,
+        level: EventLevel = EventLevel.INFO,
+        **ids: str,
+    ) -> None:
+        """Store an event about a client (with its id, and session_id/round_id when given), in order,
+        from the writer task."""
+        self._events.append(
+            Event(
+                level=level,
+                type=type,
+                message=message,
+                client_id=client_id,
+                combiner_id=self._combiner_id,
+                **ids,
+            )
+        )
+        self._wake.set()
 
     def _notify(self) -> None:
         """Wake every wait_for: swap in a fresh event and set the old one."""
@@ -233,7 +263,13 @@ class ClientRegistry:
                     await asyncio.to_thread(self._write, *record)
                 except Exception:
                     log.exception("writing the record of client %s to the statestore failed", client_id)
-            if self._closing and not self._dirty:
+            events, self._events = self._events, []
+            for event in events:
+                try:
+                    await asyncio.to_thread(self._statestore.events.add, event)
+                except Exception:  # an event reports on the client; losing one must not stop the writer
+                    log.exception("storing event %s of client %s failed", event.type, event.client_id)
+            if self._closing and not self._dirty and not self._events:
                 return
 
     def _write(self, client_id: str, name: str, online: bool, last_seen: float) -> None:

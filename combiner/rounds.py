@@ -32,7 +32,7 @@ from scaleout.combiner.validations import ValidationRun
 from scaleout.errors import InvalidId, NotFound
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.store import validate_id
-from scaleout.store.entities import Validation, new_id
+from scaleout.store.entities import EventLevel, Validation, new_id
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import Statestore
 
@@ -482,6 +482,8 @@ class RoundHandler:
             training.arrive(status.client_id)
             training.reject(status.client_id, reason, counts=True)
             log.warning("round %s: %s", training.round_id, reason)
+            ids = {"session_id": training.config.session_id, "round_id": training.round_id}
+            self._registry.record_event(status.client_id, "task_failed", reason, EventLevel.WARNING, **ids)
             return "failure recorded"
         run = self._validations.get(correlation_id)
         if run is not None and run.client_of.get(correlation_id) == status.client_id:

@@ -1,9 +1,9 @@
 """Browser tests: Playwright drives Debian's Chromium (/usr/bin/chromium, `make chromium`) against a
 real federation of processes (API, combiner, clients: tests/e2e/federation.py).
 
-One federation serves the whole module set (starting processes is the slow part); every test opens a
-fresh browser context. On failure the page's screenshot is kept under the pytest basetemp in
-browser-artifacts/, and its path printed.
+One federation serves the whole package (starting processes is the slow part); every test opens a
+fresh browser context. On failure the page's screenshot is kept in .scaleout/browser-artifacts/ (out of
+the pytest basetemp, which later runs delete), and its path printed.
 """
 
 from collections.abc import Iterator
@@ -17,6 +17,7 @@ from scaleoututil.helpers.helpers import get_helper
 from tests.e2e.federation import TEST_ENV, Federation, federation, make_package, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".scaleout" / "browser-artifacts"
 # Playwright's own browser download does not work here (and must not be tried): the system Chromium,
 # kept from phoning home, without the sandbox that needs user namespaces a container may lack.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
@@ -24,7 +25,8 @@ CLIENTS = ("alpha", "beta")
 # What every Playwright wait may take on a loaded two-core machine.
 WAIT_MS = 60_000
 
-# train adds client_settings["k"] (default 1) to every parameter; while client_settings["hold"] names a
+# train adds client_settings["k"] (default 1) to every parameter, and fails on the client named by
+# client_settings["fail"]; while client_settings["hold"] names a
 # file that does not exist it blocks in round index client_settings["hold_round"], so a test can look at
 # a session mid-run, then let it go on by creating the file.
 TRAIN = """
@@ -36,6 +38,8 @@ in_path, out_path = sys.argv[1], sys.argv[2]
 with open(in_path + "-metadata") as f:
     task = json.load(f)
 settings = task.get("client_settings") or {}
+if settings.get("fail") == os.environ["CLIENT_NAME"]:
+    sys.exit("the local data of this client is corrupt")
 hold = settings.get("hold")
 if hold and task.get("round_index") == settings.get("hold_round", 0):
     deadline = time.monotonic() + 300
@@ -71,7 +75,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: `make chromium` installs it (Debian's chromium package)")
@@ -84,9 +88,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(
-    browser: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page in a fresh context (no token, no storage), 1280 px wide; screenshot kept on failure."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(WAIT_MS)
@@ -97,16 +99,15 @@ def page(
     reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
     failed = any(report is not None and report.failed for report in reports)
     if failed:
-        artifacts = tmp_path_factory.getbasetemp() / "browser-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        shot = artifacts / f"{request.node.name}.png"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / f"{request.node.name}.png"
         page.screenshot(path=str(shot), full_page=True)
         print(f"\nbrowser screenshot of the failed test: {shot}\nscript errors: {errors}")
     context.close()
     assert not errors, f"the page raised script errors: {errors}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     """API + one combiner + clients alpha and beta, with a compute package and a seed model uploaded."""
     root = tmp_path_factory.mktemp("browser-federation")
@@ -126,12 +127,14 @@ def dashboard_url(fed: Federation, route: str = "") -> str:
     return f"{fed.api_url}/dashboard/#/{route}"
 
 
-def start_session(fed: Federation, name: str, rounds: int, **settings: Any) -> str:
+def start_session(
+    fed: Federation, name: str, rounds: int, min_clients: int = len(CLIENTS), **settings: Any
+) -> str:
     """Start a session of `rounds` rounds over both clients from the seed (all zeros), so its models'
     means are 1, 2, ...; client_settings reach train.py."""
     seed = fed.api.get_models(sort_key="committed_at", limit=1)["result"][0]["id"]
     return fed.api.start_session(
-        name=name, rounds=rounds, min_clients=len(CLIENTS), model_id=seed, client_settings=settings
+        name=name, rounds=rounds, min_clients=min_clients, model_id=seed, client_settings=settings
     )
 
 
