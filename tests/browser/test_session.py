@@ -9,6 +9,8 @@ from playwright.sync_api import expect
 from tests.browser.conftest import dashboard_url, hold_file, run_session, start_session, wait_for_round
 from tests.e2e.federation import Federation
 
+EN_DASH = "\u2013"  # the pager writes a range of rounds with an en dash, as people do
+
 
 def chart(page: Any, metric: str) -> Any:
     return page.locator("figure.chart", has=page.locator("figcaption", has_text=metric)).first
@@ -100,3 +102,19 @@ def test_sessions_list_their_final_metrics_and_compare_on_one_plot(fed: Federati
     expect(plot.locator('[data-series="second"] .point title')).to_have_text(
         ["second, round 1: 1", "second, round 2: 2"], use_inner_text=False
     )
+
+
+def test_a_long_session_pages_its_rounds_and_folds_its_model_trail(fed: Federation, page: Any) -> None:
+    session = run_session(fed, "long", 23)
+    page.goto(dashboard_url(fed, f"sessions/{session['id']}"))
+    rounds = page.locator("section.card", has=page.get_by_role("heading", name="Rounds", exact=True))
+    trail = page.locator("section.card", has=page.get_by_role("heading", name="Model trail"))
+
+    expect(rounds.locator("tbody td:first-child")).to_have_text([str(n) for n in range(1, 21)])
+    expect(rounds.locator(".pager-range")).to_have_text(f"1{EN_DASH}20 of 23")
+    expect(trail.locator(":scope > .table-wrap tbody tr")).to_have_count(20)
+    expect(trail.locator("details summary")).to_have_text("3 older models")
+    rounds.get_by_role("link", name="Later rounds →").click()
+
+    expect(rounds.locator("tbody td:first-child")).to_have_text(["21", "22", "23"])
+    expect(rounds.locator(".pager-range")).to_have_text(f"21{EN_DASH}23 of 23")

@@ -158,7 +158,7 @@ function sessionSections({ session, rounds, validations, models, events, names }
     h("div", { class: "two-columns" }, card("Configuration", configList(session)), card("Models", modelSummary(session, models))),
     card("Validation metrics", metricCharts(validations, roundIndex, names), exportLinks(session, validations, roundIndex, names)),
     card("Rounds", roundsTable(rounds, params, session, names)),
-    card("Model trail", modelsTable(models, roundIndex, "No model committed in this session yet.")),
+    card("Model trail", modelTrail(models, roundIndex)),
     card(
       "Events",
       eventsTable(events.result, names),
@@ -244,8 +244,18 @@ function modelSummary(session, models) {
   ]);
 }
 
+function modelTrail(models, roundIndex) {
+  // A long session's trail is one model per round: the latest few open, the rest behind a click.
+  const trail = modelsTable(models.slice(0, ROUNDS_PAGE), roundIndex, "No model committed in this session yet.");
+  if (models.length <= ROUNDS_PAGE) return trail;
+  return [
+    trail,
+    h("details", { class: "older" }, h("summary", null, `${models.length - ROUNDS_PAGE} older models`), modelsTable(models.slice(ROUNDS_PAGE), roundIndex)),
+  ];
+}
+
 function roundsTable(rounds, params, session, names) {
-  // Long sessions page their rounds, newest page first is not needed: round 1 is where people start.
+  // Long sessions page their rounds, from round 1, where people start reading.
   const skip = Number(params.get("skip") || 0);
   const shown = rounds.slice(skip, skip + ROUNDS_PAGE);
   const name = (id) => names.get(id) || id;
