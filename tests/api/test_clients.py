@@ -151,3 +151,16 @@ def test_a_bad_body_is_422_naming_the_field(http: httpx.Client):
     assert missing.status_code == wrong.status_code == 422
     assert missing.json()["detail"][0]["loc"] == ["body", "client_id"]
     assert wrong.json()["detail"][0]["loc"] == ["body", "package"]
+
+
+def test_the_client_is_recorded_with_the_package_it_will_download(server: ApiServer, http: httpx.Client):
+    activate_package(server)
+    add_combiner(server, "combiner", 0)
+    active = server.statestore.packages.active()
+
+    assert http.post("/clients/add", json={"client_id": "remote-1"}).status_code == 200
+    assert http.post("/clients/add", json={"client_id": "local-1", "package": "local"}).status_code == 200
+
+    assert server.statestore.clients.get("remote-1").package_checksum == active.sha256
+    # its own package: the API cannot know what it runs
+    assert server.statestore.clients.get("local-1").package_checksum is None
