@@ -3,7 +3,7 @@
 
 import { fmtAgo, fmtDuration, fmtTime, secondsSince, shortId } from "./format.js";
 
-export const STALE_SECONDS = 60; // "online" but silent for this long: probably gone
+const STALE_SECONDS = 60; // "online" but silent for this long: probably gone
 
 function append(parent, children) {
   for (const child of children.flat(Infinity)) {

@@ -5,7 +5,7 @@ export function roundNumber(index) {
   return index + 1;
 }
 
-export function parseTime(iso) {
+function parseTime(iso) {
   if (!iso) return null;
   let text = String(iso).replace(/(\.\d{3})\d+/, "$1"); // microseconds: not every engine parses them
   if (!/(Z|[+-]\d\d:?\d\d)$/.test(text)) text += "Z"; // the statestore stores UTC

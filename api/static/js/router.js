@@ -56,6 +56,7 @@ export function show(gen, ...children) {
 }
 
 export function errorText(error) {
+  if (error instanceof AuthRequired) return "The API refused the token: reload the page to enter it again.";
   return error instanceof ApiError ? error.detail : String(error);
 }
 

@@ -13,7 +13,7 @@ export function downloadLink(model) {
   return h("a", { href, class: "download", download: `${model.id}.npz`, onclick: (event) => downloadWithToken(event, href, `${model.id}.npz`) }, "download");
 }
 
-export async function downloadWithToken(event, href, fileName) {
+async function downloadWithToken(event, href, fileName) {
   // A plain link cannot send the bearer token; with one, fetch the bytes and hand them over as a blob.
   if (!sessionStorage.getItem(TOKEN_KEY)) return;
   event.preventDefault();

@@ -11,7 +11,7 @@ const CLIENTS_SHOWN = 500;
 
 export const NO_PACKAGE = "No compute package is active. Upload one with `scaleout package upload PATH` (or APIClient.set_active_package).";
 
-export function packageDefinitions(active) {
+function packageDefinitions(active) {
   return definitions([
     ["Name", active.name],
     ["File", active.file_name],

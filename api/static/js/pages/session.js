@@ -1,14 +1,13 @@
 /* #/sessions/ID: one session: live round, metrics per client, rounds (paged), model trail, events;
  * stop it, export its metrics. Rounds read from 1 ("Round 3 of 5"); the stored index is 0-based. */
 
-import { api, apiPost, clientNames, fetchAll } from "../api.js";
+import { AuthRequired, api, apiPost, clientNames, fetchAll } from "../api.js";
 import { card, definitions, h, idCell, pager, pill, progressBar, table, timeCell } from "../dom.js";
 import { between, fmtDuration, fmtNumber, roundNumber, shortId } from "../format.js";
 import { errorText, isCurrent, later, show, showError } from "../router.js";
 import { clientSeries, lineChart, meanSeries, metricNames } from "../chart.js";
 import { eventsTable } from "./events.js";
 import { NO_MODEL, downloadLink, modelsTable, saveBlob } from "./models.js";
-import { AuthRequired } from "../api.js";
 
 const POLL_MS = 1000; // live round status, only while a session is Started
 const REFRESH_MS = 5000; // tables and plots
@@ -195,7 +194,7 @@ function csvCell(value) {
   return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-export function metricsCsv(rows) {
+function metricsCsv(rows) {
   const metrics = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))].sort();
   const lines = [["round", "client", "client_id", ...metrics].join(",")];
   for (const r of rows) lines.push([r.round, r.client, r.client_id, ...metrics.map((m) => r.metrics[m])].map(csvCell).join(","));

@@ -8,7 +8,7 @@ import { NO_PACKAGE } from "./overview.js";
 
 const REFRESH_MS = 5000;
 const PAGE_SIZE = 50;
-export const NO_SESSION = "No session yet. Start one below, with `scaleout session start`, or APIClient.start_session.";
+const NO_SESSION = "No session yet. Start one below, with `scaleout session start`, or APIClient.start_session.";
 
 function finalMetrics(summary) {
   if (!summary || !Object.keys(summary.metrics).length) return "–";
