@@ -8,7 +8,7 @@ import pytest
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.store import open_statestore
-from scaleout.store.entities import NodeStatus
+from scaleout.store.entities import EventLevel, NodeStatus
 from tests.combiner.driver import WAIT, TestClient, address, clients, running_combiner
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -102,3 +102,18 @@ async def test_reconnect_ends_the_superseded_task_stream(tmp_path):
             assert combiner.registry.is_online("a")  # the old stream ending does not mark it offline
         finally:
             await second.close()
+
+
+async def test_connects_and_disconnects_are_stored_as_events_with_the_client_id(tmp_path):
+    async with running_combiner(tmp_path, name="c7") as combiner, clients(combiner, "a") as (a,):
+        a.stream.cancel()
+        await combiner.registry.wait_for(lambda: not combiner.registry.is_online("a"), WAIT)
+    statestore = open_statestore(f"sqlite:///{tmp_path / 'statestore.db'}")  # stop() flushed every write
+    try:
+        events = statestore.events.list(sort_key="timestamp").items
+        assert [(e.type, e.level, e.client_id, e.combiner_id, e.message) for e in events] == [
+            ("client_connected", EventLevel.INFO, "a", "c7", "client a connected to c7"),
+            ("client_disconnected", EventLevel.WARNING, "a", "c7", "client a disconnected from c7"),
+        ]
+    finally:
+        statestore.close()

@@ -5,6 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
+from scaleout.store import open_statestore
+from scaleout.store.entities import EventLevel
 from tests.combiner.driver import WAIT, clients, controller, load_model, put_seed, running_combiner
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -151,6 +153,30 @@ async def test_a_failed_task_counts_as_reported(tmp_path):
         assert [(r.client_id, r.reason) for r in result.rejected] == [
             ("b", "task failed on client b: train exited with code 1: ZeroDivisionError")
         ]
+
+
+async def test_a_failed_task_is_stored_as_an_event_of_its_client_and_round(tmp_path):
+    async with (
+        running_combiner(tmp_path, name="c7") as combiner,
+        clients(combiner, "a") as (a,),
+        controller(combiner) as ctl,
+    ):
+        round_task = ctl.start_round(model_id=put_seed(combiner, SEED))
+        assert await a.fail(await a.next_task(), "out of memory") == "failure recorded"
+        result = await asyncio.wait_for(round_task, WAIT)
+    statestore = open_statestore(f"sqlite:///{tmp_path / 'statestore.db'}")  # stop() flushed every write
+    try:
+        (event,) = statestore.events.list({"type": "task_failed"}).items
+        assert (event.client_id, event.combiner_id, event.round_id, event.level) == (
+            "a",
+            "c7",
+            result.round_id,
+            EventLevel.WARNING,
+        )
+        assert event.message == "task failed on client a: out of memory"
+        assert event.session_id
+    finally:
+        statestore.close()
 
 
 async def test_update_from_previous_round_is_rejected_and_not_averaged(tmp_path):
