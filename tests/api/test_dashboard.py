@@ -2,6 +2,7 @@
 API routes (and query parameters) that the app really has."""
 
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,13 @@ def test_every_command_the_dashboard_suggests_exists():
     assert {"scaleout package upload", "scaleout model upload", "scaleout session start"} <= set(suggested)
     unknown = sorted(set(suggested) - cli_commands())
     assert not unknown, f"the dashboard suggests commands the CLI does not have: {unknown}"
+
+
+def test_every_static_file_ships_as_package_data():
+    # A module left out of package-data would 404 in an installed (non-editable) API: the page breaks.
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["scaleout.api"]
+    api_dir = STATIC_DIR.parent
+    shipped = {path for pattern in patterns for path in api_dir.glob(pattern) if path.is_file()}
+
+    assert {path for path in STATIC_DIR.rglob("*") if path.is_file()} == shipped
