@@ -5,6 +5,7 @@ No build step and no CDN: index.html, the ES modules under js/ and dashboard.css
 so the dashboard works offline. The page itself needs no token; it asks for one when /api/v1 answers 401.
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ CONTENT_SECURITY_POLICY = (
 # A client's activity is counted over this many of the latest rounds: the statestore cannot filter rounds
 # by a client inside them, and an unbounded scan would grow with the federation's whole history.
 ACTIVITY_ROUNDS = 2000
+# The last validated round is nearly always among a session's last few: read its rounds a page at a time.
+ROUNDS_PAGE = 10
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter()
@@ -40,7 +43,9 @@ class ClientActivity(BaseModel):
 
     rounds_joined: int = Field(description="rounds among the latest `rounds_scanned` that took its update")
     rounds_scanned: int = Field(description=f"rounds looked at: the latest, at most {ACTIVITY_ROUNDS}")
-    last_error: str | None = Field(None, description="its latest rejected update or error event, if any")
+    last_error: str | None = Field(
+        None, description="why its latest rejected update was rejected; else its latest error event"
+    )
     round_numbers: dict[str, int] = Field(
         default_factory=dict, description="round id -> 0-based index, of rounds it joined or was rejected in"
     )
@@ -76,10 +81,9 @@ def client_activity(id: str, store: deps.StatestoreDep) -> ClientActivity:
 
 
 def _latest_error_event(store: Statestore, client_id: str) -> str | None:
-    levels = {"$in": [EventLevel.WARNING.value, EventLevel.ERROR.value]}
-    events = store.events.list(
-        {"client_id": client_id, "level": levels}, sort_key="timestamp", sort_order="desc", limit=1
-    ).items
+    # Errors only: a disconnect is a warning, and a client that restarted has not failed.
+    errors = {"client_id": client_id, "level": EventLevel.ERROR.value}
+    events = store.events.list(errors, sort_key="timestamp", sort_order="desc", limit=1).items
     return events[0].message if events else None
 
 
@@ -92,14 +96,18 @@ def _latest_error_event(store: Statestore, client_id: str) -> str | None:
 def final_metrics(id: str, store: deps.StatestoreDep) -> FinalMetrics:
     store.sessions.get(id)  # NotFound: 404 naming the session
     finished = {"session_id": id, "status": RoundStatus.FINISHED.value}
-    for round_ in store.rounds.list(finished, sort_key="index", sort_order="desc").items:
-        validations = store.validations.list({"round_id": round_.id}).items
-        if validations:
-            return FinalMetrics(round_index=round_.index, metrics=_means(v.metrics for v in validations))
+    skip = 0
+    while rounds := store.rounds.list(finished, "index", "desc", limit=ROUNDS_PAGE, skip=skip).items:
+        for round_ in rounds:
+            validations = store.validations.list({"round_id": round_.id}).items
+            if validations:
+                return FinalMetrics(round_index=round_.index, metrics=_means(v.metrics for v in validations))
+        skip += len(rounds)
     return FinalMetrics()
 
 
-def _means(all_metrics: Any) -> dict[str, float]:
+def _means(all_metrics: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each numeric metric over the validations that report it; text and flags are skipped."""
     values: dict[str, list[float]] = {}
     for metrics in all_metrics:
         for name, value in metrics.items():

@@ -2,6 +2,7 @@
 
 import httpx
 
+from scaleout.api.routes_dashboard import ROUNDS_PAGE
 from scaleout.store.entities import (
     Client,
     ClientRoundResult,
@@ -51,14 +52,14 @@ def test_a_clients_activity_counts_its_rounds_and_names_its_latest_rejection(
     assert activity["round_numbers"][first.id] == 0 and activity["round_numbers"][second.id] == 1
 
 
-def test_without_a_rejection_the_last_error_is_its_latest_warning_event(
-    server: ApiServer, http: httpx.Client
-):
+def test_without_a_rejection_the_last_error_is_its_latest_error_event(server: ApiServer, http: httpx.Client):
     server.statestore.clients.add(Client(id="beta"))
-    server.statestore.events.add(Event(level=EventLevel.INFO, client_id="beta", message="connected"))
+    assert http.get("/clients/beta/activity").json()["last_error"] is None
+    server.statestore.events.add(Event(level=EventLevel.ERROR, client_id="beta", message="disk full"))
     server.statestore.events.add(Event(level=EventLevel.WARNING, client_id="beta", message="disconnected"))
+    server.statestore.events.add(Event(level=EventLevel.ERROR, client_id="other", message="not beta's"))
 
-    assert http.get("/clients/beta/activity").json()["last_error"] == "disconnected"
+    assert http.get("/clients/beta/activity").json()["last_error"] == "disk full"
 
 
 def test_final_metrics_are_the_means_of_the_last_validated_round(server: ApiServer, http: httpx.Client):
@@ -80,3 +81,13 @@ def test_the_routes_name_an_id_that_matches_nothing(http: httpx.Client):
         response = http.get(path)
         assert response.status_code == 404, path
         assert "nosuch" in response.json()["detail"]
+
+
+def test_final_metrics_are_found_past_a_page_of_unvalidated_rounds(server: ApiServer, http: httpx.Client):
+    session = server.statestore.sessions.add(Session(name="s"))
+    rounds = [add_round(server, session, index, ["a"]) for index in range(ROUNDS_PAGE + 2)]
+    validate(server, rounds[0], "a", loss=0.25)
+
+    final = http.get(f"/sessions/{session.id}/final-metrics").json()
+
+    assert final == {"round_index": 0, "metrics": {"loss": 0.25}}
