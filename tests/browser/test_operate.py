@@ -72,6 +72,10 @@ def test_the_clients_page_shows_each_client_and_its_history(fed: Federation, pag
     )
     expect(page.locator("dd").nth(4)).to_have_text(str(joined))
     history = page.locator("section.card", has=page.get_by_role("heading", name="Metrics history"))
+    accuracy = history.locator("figure.chart", has=page.locator("figcaption", has_text="accuracy"))
+    expect(accuracy.locator('[data-series="history"] .point title')).to_have_text(
+        ["history, round 1: 0.5", "history, round 2: 0.5"], use_inner_text=False
+    )
     ours = history.locator("tbody tr", has=page.locator(f'a[title="{session["id"]}"]'))
     expect(ours.locator("td:nth-child(2)")).to_have_text(["1", "2"])
     expect(ours.locator("td:nth-child(3)")).to_have_text(["0.5", "0.5"])

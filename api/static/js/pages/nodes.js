@@ -4,6 +4,7 @@ import { MAX_LIMIT, api, clientNames, fetchAll, orNull } from "../api.js";
 import { card, definitions, h, idCell, nodeStatus, pager, pill, shaCell, table, timeCell } from "../dom.js";
 import { fmtNumber, roundNumber } from "../format.js";
 import { every, show } from "../router.js";
+import { clientSeries, colour, lineChart, metricNames } from "../chart.js";
 import { eventsTable } from "./events.js";
 
 const REFRESH_MS = 5000;
@@ -68,14 +69,16 @@ export async function renderClients(gen, parts, params) {
 }
 
 async function renderClient(gen, id) {
-  const [client, activity, validations, events, active, names] = await Promise.all([
+  const [client, activity, validations, events, active, names, sessions] = await Promise.all([
     api(`/api/v1/clients/${encodeURIComponent(id)}`),
     api(`/api/v1/clients/${encodeURIComponent(id)}/activity`),
     fetchAll("/api/v1/validations/", { client_id: id, sort_key: "created_at" }),
     api("/api/v1/events/", { client_id: id, sort_key: "timestamp", sort_order: "desc", limit: 50 }),
     orNull(api("/api/v1/packages/active")),
     clientNames(),
+    api("/api/v1/sessions/", { sort_key: "created_at", sort_order: "desc", limit: MAX_LIMIT }),
   ]);
+  const sessionNames = new Map(sessions.result.map((x) => [x.id, x.name || x.id]));
   const combiner = client.combiner_id ? await orNull(api(`/api/v1/combiners/${encodeURIComponent(client.combiner_id)}`)) : null;
   show(
     gen,
@@ -92,8 +95,29 @@ async function renderClient(gen, id) {
         ["Last error", activity.last_error ? h("span", { class: "error" }, activity.last_error) : "none"],
       ]),
     ),
-    card("Metrics history", validationsTable(validations, activity.round_numbers)),
+    card("Metrics history", historyCharts(validations, activity.round_numbers, sessionNames), validationsTable(validations, activity.round_numbers)),
     card("Events", eventsTable(events.result, names)),
+  );
+}
+
+function historyCharts(validations, roundNumbers, sessionNames) {
+  // One plot per metric, one series per session: how this client's numbers moved, round by round.
+  const known = validations.filter((v) => v.round_id in roundNumbers);
+  if (!known.length) return null;
+  const roundIndex = new Map(Object.entries(roundNumbers));
+  const bySession = [...new Set(known.map((v) => v.session_id))];
+  return h(
+    "div",
+    { class: "charts" },
+    metricNames(known).map((metric) =>
+      lineChart(
+        metric,
+        bySession.map((id, i) => {
+          const [serie] = clientSeries(known.filter((v) => v.session_id === id), roundIndex, metric, new Map());
+          return { ...(serie || { points: [] }), key: id, name: sessionNames.get(id) || id, colour: colour(i) };
+        }),
+      ),
+    ),
   );
 }
 
