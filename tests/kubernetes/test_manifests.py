@@ -225,3 +225,20 @@ def test_only_the_api_and_the_combiners_take_connections_from_anywhere(overlay: 
         (rule,) = policies["scaleout-stores-ingress"]["spec"]["ingress"]
         (source,) = rule["from"]
         assert source["podSelector"]["matchExpressions"][0]["values"] == ["api", "combiner"]
+
+
+def test_the_readme_commands_name_real_workloads_secrets_and_scaleout_commands() -> None:
+    readme = (KUSTOMIZE_DIR.parents[1] / "README.md").read_text()
+    section = readme.split("## Deploy on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    lines = section.replace("\\\n", " ").splitlines()
+    execs = [line.split(" -- scaleout ", 1) for line in lines if "kubectl exec deploy/" in line]
+    assert len(execs) >= 2
+    for target, command in execs:
+        assert target.strip().removeprefix("kubectl exec deploy/") in workloads("dev")
+        args = command.split("#")[0].split()
+        result = subprocess.run([SCALEOUT, *args, "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"scaleout {' '.join(args)}: {result.stderr}"
+    created = set(re.findall(r"kubectl create secret generic (\S+)", section))
+    assert created == {"scaleout-tls", "scaleout-enrollment"}  # what dev does not generate
+    assert created | set(secret_data("dev")) >= {"scaleout-admin", "scaleout-controller", "scaleout-stores"}
+    assert "kubectl apply -k deploy/kubernetes/overlays/dev" in section
