@@ -110,7 +110,7 @@ def _add_routes(app: FastAPI) -> None:
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
     for family, entity, select in ENTITY_FAMILIES:
         app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
-    app.include_router(routes_metrics.router, dependencies=secured)  # /metrics, where Prometheus looks
+    app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks; the table guards it
     routes_dashboard.mount(app)  # outside /api/v1: the page loads without a token
 
 

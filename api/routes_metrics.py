@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from scaleout.api.metrics import exposition
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(include_in_schema=False)  # Prometheus' format, not part of the REST API
 
 
 @router.get(
