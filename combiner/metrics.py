@@ -9,6 +9,7 @@ tasks are read from the client registry when Prometheus scrapes. Served over HTT
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -54,6 +55,7 @@ REJECTION_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 SERVICE_PREFIX = "/scaleout."
+log = logging.getLogger(__name__)
 
 
 def rejection_reason(message: str) -> str:
@@ -99,10 +101,17 @@ class MetricsServer:
     """The HTTP metrics endpoint of one combiner and its registry collector; stop() undoes both."""
 
     def __init__(self, registry: ClientRegistry, host: str, port: int) -> None:
+        try:
+            self._server, self._thread = start_http_server(port, host)
+        except OSError as error:
+            raise OSError(
+                f"combiner metrics cannot listen on {host}:{port}: {error}; is the port in use? "
+                "(--metrics-port)"
+            ) from error
         self._collector = RegistryCollector(registry)
         REGISTRY.register(self._collector)
-        self._server, self._thread = start_http_server(port, host)
         self.port: int = self._server.server_port
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -1,9 +1,15 @@
-"""The bounded reason label each of the combiner's rejection messages is counted under."""
+"""The bounded reason label each of the combiner's rejection messages is counted under; the metrics
+port's errors."""
+
+import socket
+from pathlib import Path
 
 import pytest
 
-from scaleout.combiner.metrics import rejection_reason
+from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.metrics import MetricsServer, rejection_reason
 from scaleout.combiner.updates import UpdateRejected, parse_meta
+from scaleout.store import open_statestore
 
 
 @pytest.mark.parametrize(
@@ -43,3 +49,19 @@ def test_bad_metadata_is_counted_as_metadata(meta: str) -> None:
     with pytest.raises(UpdateRejected) as error:
         parse_meta(meta, 100)
     assert rejection_reason(str(error.value)) == "metadata"
+
+
+def test_a_metrics_port_in_use_is_refused_naming_the_port_and_the_flag(tmp_path: Path) -> None:
+    statestore = open_statestore(f"sqlite:///{tmp_path / 'statestore.db'}")
+    registry = ClientRegistry(statestore, "combiner", 30.0, 5.0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        expected = (
+            rf"^combiner metrics cannot listen on 127\.0\.0\.1:{port}: .*; "
+            r"is the port in use\? \(--metrics-port\)$"
+        )
+        with pytest.raises(OSError, match=expected):
+            MetricsServer(registry, "127.0.0.1", port)
+    statestore.close()
