@@ -17,18 +17,21 @@ from scaleout.api import (
     routes_credentials,
     routes_dashboard,
     routes_health,
+    routes_metrics,
     routes_models,
     routes_packages,
     routes_sessions,
 )
 from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
+from scaleout.api.metrics import MetricsMiddleware, app_registry
 from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
 from scaleout.api.validation import document_error_detail, request_validation_error
 from scaleout.credentials import Authenticator, controller_token
 from scaleout.errors import InvalidId, NotFound, PackageError, ScaleoutError
+from scaleout.metrics import TimedStatestore
 from scaleout.store.entities import Client, Combiner, Event, Model, Package, Round, Session, Validation
 from scaleout.store.repository import ModelRepository
 from scaleout.store.statestore import DuplicateId, InvalidFilter, Statestore
@@ -82,12 +85,14 @@ def create_app(
     app.state.authenticator = None  # made by the lifespan, over the statestore it opens or was given
     app.state.owns_stores = statestore is None
     app.state.session_lock = threading.Lock()
+    app.state.metrics = app_registry(app.state)
     _add_routes(app)
     _add_error_handlers(app)
     # Outermost first: auth is checked before the body limit reads anything.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.token:
         app.add_middleware(AuthMiddleware, public_docs=settings.public_docs)
+    app.add_middleware(MetricsMiddleware)  # outermost: refused requests are counted too
     return app
 
 
@@ -105,6 +110,7 @@ def _add_routes(app: FastAPI) -> None:
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
     for family, entity, select in ENTITY_FAMILIES:
         app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
+    app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks; the table guards it
     # The page outside /api/v1 (it loads without a token); its read routes inside, secured.
     routes_dashboard.mount(app, API_PREFIX, secured)
 
@@ -145,7 +151,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _open_stores(app: FastAPI, stack: AsyncExitStack) -> None:
     """Open the stores named in the settings (closed on shutdown) and host the controller."""
     settings: ApiSettings = app.state.settings
-    app.state.statestore = await asyncio.to_thread(open_statestore, settings.db_uri)
+    app.state.statestore = TimedStatestore(await asyncio.to_thread(open_statestore, settings.db_uri))
     stack.callback(app.state.statestore.close)
     app.state.repository = await asyncio.to_thread(
         open_model_repository, settings.models_uri, settings.s3_credentials

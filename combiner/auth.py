@@ -84,6 +84,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         # An unknown method (handler None) is left to gRPC's UNIMPLEMENTED: it reveals nothing.
         if handler is None:
             return None
+        rule = RPC_RULES.get(details.method)
+        if rule is not None and rule.public:
+            return handler
         metadata = details.invocation_metadata
         token = bearer_token(metadata)
         principal = await self._auth.authenticate(token)
@@ -91,7 +94,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # A revoked client learns why, whichever of its calls is refused first.
             why = REVOKED if credential_id_of(token) in self._auth.revoked else TOKEN_HELP
             return refuse(handler, grpc.StatusCode.UNAUTHENTICATED, why)
-        rule = RPC_RULES.get(details.method)
         if rule is None or not rule.allows(principal):
             return refuse(
                 handler, grpc.StatusCode.PERMISSION_DENIED, not_allowed(rule, principal, details.method)

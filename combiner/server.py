@@ -3,7 +3,8 @@
 No thread per stream: thousands of open task streams are coroutines. Blocking work (statestore,
 model repository, file I/O, numpy folds) runs in worker threads via ``asyncio.to_thread``. The
 combiner registers itself in the statestore every ``registry_interval`` and, when stopped, marks itself
-and its clients offline. There is no grpc.health.v1 service: ``Control.Info`` is the health check.
+and its clients offline. grpc.health.v1 (combiner/health.py) says SERVING from registration to
+shutdown; Prometheus metrics (combiner/metrics.py) are served on ``metrics_port`` when it is set.
 """
 
 import asyncio
@@ -17,7 +18,10 @@ import grpc
 from scaleout.combiner.auth import AuthInterceptor, RevocationWatcher
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
+from scaleout.combiner.health import CombinerHealth
+from scaleout.combiner.logcontext import LogContextInterceptor
 from scaleout.combiner.malloc import limit_malloc_arenas
+from scaleout.combiner.metrics import MetricsInterceptor, MetricsServer
 from scaleout.combiner.modelservice import ModelServicer
 from scaleout.combiner.ratelimit import RateLimiter
 from scaleout.combiner.rounds import RoundHandler
@@ -26,6 +30,7 @@ from scaleout.combiner.settings import CombinerSettings
 from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
 from scaleout.credentials import Authenticator, controller_token
+from scaleout.metrics import TimedStatestore
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.proto.channels import server_credentials
 from scaleout.store import open_model_repository, open_statestore
@@ -113,13 +118,16 @@ class Combiner:
             if self.auth is not None
             else None
         )
+        self.health = CombinerHealth()
+        self.metrics: MetricsServer | None = None
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
         self._registration: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind, serve, and register; ``self.port`` is the bound port (settings.port 0 picks a free one)."""
-        interceptors = [AuthInterceptor(self.auth, _rate_limiter(self.settings))] if self.auth else []
+        auth = [AuthInterceptor(self.auth, _rate_limiter(self.settings))] if self.auth else []
+        interceptors = [*auth, MetricsInterceptor(), LogContextInterceptor()]  # refused calls go uncounted
         keepalive = keepalive_options(self.settings.keepalive_time, self.settings.keepalive_timeout)
         server = grpc.aio.server(options=[*SERVER_OPTIONS, *keepalive], interceptors=interceptors)
         rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
@@ -127,6 +135,8 @@ class Combiner:
         rpc.add_ControlServicer_to_server(
             ControlServicer(self.settings.name, self.registry, self.rounds), server
         )
+        await self.health.not_serving()
+        self.health.add_to(server)
         address = f"{self.settings.host}:{self.settings.port}"
         try:
             if self.settings.tls is None:
@@ -143,6 +153,9 @@ class Combiner:
             self._revocations.start()
         await self._register(NodeStatus.ONLINE)
         self._registration = asyncio.create_task(self._registration_loop(), name="combiner-registration")
+        if self.settings.metrics_port is not None:
+            self.metrics = MetricsServer(self.registry, self.settings.host, self.settings.metrics_port)
+        await self.health.serving()
         log.info(
             "combiner %s serving on %s:%d (advertised as %s)",
             self.settings.name,
@@ -154,6 +167,7 @@ class Combiner:
     async def stop(self) -> None:
         """Stop taking RPCs, end task streams, and mark the combiner and its clients offline."""
         self._stopping.set()
+        await self.health.draining()
         if self._registration is not None:
             self._registration.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,6 +183,8 @@ class Combiner:
                 await self._register(NodeStatus.OFFLINE)
             except Exception:
                 log.exception("marking combiner %s offline in the statestore failed", self.settings.name)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("combiner %s stopped", self.settings.name)
 
     async def wait_for_termination(self) -> None:
@@ -220,7 +236,7 @@ def _rate_limiter(settings: CombinerSettings) -> RateLimiter | None:
 async def serve(settings: CombinerSettings) -> None:
     """Run a combiner until SIGINT or SIGTERM, then shut it down gracefully."""
     limit_malloc_arenas()  # before the first worker thread allocates
-    statestore = await asyncio.to_thread(open_statestore, settings.db)
+    statestore = TimedStatestore(await asyncio.to_thread(open_statestore, settings.db))
     repository = await asyncio.to_thread(open_model_repository, settings.models, settings.s3_credentials)
     combiner = Combiner(settings, statestore, repository)
     loop = asyncio.get_running_loop()

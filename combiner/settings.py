@@ -44,6 +44,8 @@ class CombinerSettings:
     # HTTP/2 keepalive on client connections: a hung client is noticed within their sum (server.py).
     keepalive_time: float = 10.0
     keepalive_timeout: float = 5.0
+    # Prometheus metrics over HTTP on this port (0: a free one), on the gRPC host; None: not served.
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("keepalive_time", "keepalive_timeout"):

@@ -76,6 +76,9 @@ ENTITY_FAMILIES = (
 # (method, path template as FastAPI declares it) -> rule. HEAD is checked as GET.
 REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/health"): PUBLIC,
+    # Probes carry no credential; they learn only ok or which backend does not answer.
+    ("GET", f"{API}/health/live"): PUBLIC,
+    ("GET", f"{API}/health/ready"): PUBLIC,
     # The enrollment secret in the body is the credential; the route checks it.
     ("POST", f"{API}/clients/enroll"): PUBLIC,
     # What an edge client calls (client/assignment.py, client/package_download.py, client/credential.py).
@@ -120,11 +123,15 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/docs/oauth2-redirect"): DOCS,
     ("GET", "/redoc"): DOCS,
     ("GET", "/openapi.json"): DOCS,
+    # Prometheus metrics: counts of clients, rounds and traffic are the federation's business, and the
+    # API is the one published endpoint; Prometheus sends the admin token (authorization: credentials).
+    ("GET", "/metrics"): ADMIN_ONLY,
 }
 
 CLIENT_SERVICE = "/scaleout.CombinerClient/"
 MODEL_SERVICE = "/scaleout.ModelService/"
 CONTROL = "/scaleout.Control/"
+HEALTH = "/grpc.health.v1.Health/"
 
 # Full gRPC method name -> rule. The client services' other RPCs answer UNIMPLEMENTED in open mode and
 # are refused here: nothing implements them.
@@ -142,6 +149,10 @@ RPC_RULES: dict[str, Rule] = {
     f"{CONTROL}StartValidation": Rule(frozenset({Role.CONTROLLER})),
     # Who is connected: the controller, and operators' `scaleout combiner health`.
     f"{CONTROL}Info": Rule(frozenset({Role.CONTROLLER, Role.ADMIN})),
+    # The standard health service: probes (Kubernetes, load balancers) carry no credential, and it
+    # answers only SERVING or NOT_SERVING.
+    f"{HEALTH}Check": PUBLIC,
+    f"{HEALTH}Watch": PUBLIC,
 }
 
 

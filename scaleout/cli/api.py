@@ -8,7 +8,7 @@ import os
 import click
 
 from scaleout.api.settings import ApiSettings
-from scaleout.cli.common import log_level_option, storage_options
+from scaleout.cli.common import configure_logging, log_format_option, log_level_option, storage_options
 from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.store.uri import S3Credentials
 from scaleout.tls import ClientTLS, ServerTLS, warn_if_exposed
@@ -103,6 +103,7 @@ def api_group() -> None:
     help="Seconds before the hourly repository sweep deletes a model or package file no record names.",
 )
 @log_level_option
+@log_format_option
 def start(
     host: str,
     port: int,
@@ -119,6 +120,7 @@ def start(
     lease_seconds: float,
     sweep_grace: float,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Serve the API until SIGINT/SIGTERM; the stores are opened (and closed) by the app itself.
 
@@ -148,4 +150,16 @@ def start(
     ssl = {} if server_tls is None else {"ssl_certfile": server_tls.cert, "ssl_keyfile": server_tls.key}
     if server_tls is None:
         warn_if_exposed(logging.getLogger("scaleout.api"), "the API", host, port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on", **ssl)
+    logging_config = {}
+    if log_format == "json":  # uvicorn's loggers then propagate to our JSON handler on the root logger
+        configure_logging(log_level, log_format)
+        logging_config = {"log_config": None}
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        **ssl,
+        **logging_config,
+    )

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from scaleout.cli.common import configure_logging, log_level_option, storage_options, user_errors
+from scaleout.cli.common import (
+    configure_logging,
+    log_format_option,
+    log_level_option,
+    storage_options,
+    user_errors,
+)
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, when
 from scaleout.cli.tls import client_tls_options, server_tls_options
@@ -148,8 +154,16 @@ def combiner_group() -> None:
     show_default=True,
     help="Seconds a client credential check is cached and between looks for revoked ones.",
 )
+@click.option(
+    "--metrics-port",
+    envvar="SCALEOUT_COMBINER_METRICS_PORT",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics over HTTP at /metrics on this port, on --host (default: not served).",
+)
 @server_tls_options(mutual=True)
 @log_level_option
+@log_format_option
 def start(
     host: str,
     port: int,
@@ -169,8 +183,10 @@ def start(
     client_rate_limit: float,
     client_burst: int,
     credential_refresh: float,
+    metrics_port: int | None,
     server_tls: ServerTLS | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Serve clients and the controller until SIGINT/SIGTERM, then mark this combiner offline.
 
@@ -182,7 +198,7 @@ def start(
     from scaleout.combiner.server import serve
     from scaleout.store import validate_id
 
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     with user_errors():
         validate_id(name)  # the name is the combiner's id and names its work folder
         settings = CombinerSettings(
@@ -206,6 +222,7 @@ def start(
             client_burst=client_burst,
             credential_refresh=credential_refresh,
             tls=server_tls,
+            metrics_port=metrics_port,
         )
         try:
             asyncio.run(serve(settings))
@@ -242,9 +259,17 @@ def start(
     is_flag=True,
     help="Dial with TLS (implied by --tls-ca or --tls-client-cert), verifying the combiner's certificate.",
 )
+@click.option(
+    "--grpc-health",
+    is_flag=True,
+    help="Ask the standard grpc.health.v1 service instead (no token needed, as probes call it): "
+    "exit 0 only while it says SERVING, so a combiner shutting down fails.",
+)
 @client_tls_options
-def health(host: str, port: int, timeout: float, token: str | None, use_tls: bool, tls: ClientTLS) -> None:
-    """Exit 0 if the combiner answers Control.Info within the timeout, else 1."""
+def health(
+    host: str, port: int, timeout: float, token: str | None, use_tls: bool, grpc_health: bool, tls: ClientTLS
+) -> None:
+    """Exit 0 if the combiner answers Control.Info (or grpc.health.v1: SERVING) within the timeout, else 1."""
     import asyncio
 
     import grpc
@@ -254,12 +279,33 @@ def health(host: str, port: int, timeout: float, token: str | None, use_tls: boo
     target = f"{host}:{port}"
     dial_tls = tls if use_tls or tls.ca is not None or tls.cert is not None else None
     try:
-        info = asyncio.run(_info(target, dial_tls, token, timeout))
+        if grpc_health:
+            status = asyncio.run(_health_status(target, dial_tls, timeout))
+        else:
+            info = asyncio.run(_info(target, dial_tls, token, timeout))
     except grpc.RpcError as error:
         reason = certificate_refusal(error, target, dial_tls) or f"{error.code().name}: {error.details()}"
         click.echo(f"combiner at {target} is not healthy: {reason}", err=True)
         sys.exit(1)
-    click.echo(f"combiner {info.name} at {target} is serving {len(info.clients)} client(s)")
+    if not grpc_health:
+        click.echo(f"combiner {info.name} at {target} is serving {len(info.clients)} client(s)")
+    elif status == "SERVING":
+        click.echo(f"combiner at {target} is SERVING")
+    else:
+        click.echo(f"combiner at {target} is not healthy: grpc.health.v1 says {status}", err=True)
+        sys.exit(1)
+
+
+async def _health_status(target: str, tls: ClientTLS | None, timeout: float) -> str:
+    """The combiner's overall grpc.health.v1 status, by name (SERVING, NOT_SERVING)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from scaleout.proto.channels import open_channel
+
+    async with open_channel(target, tls, None) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
 
 
 async def _info(target: str, tls: ClientTLS | None, token: str | None, timeout: float) -> Any:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from scaleout import logs
 from scaleout.client.python_env import default_env_dir
 from scaleout.errors import ScaleoutError
+from scaleout.logs import FORMATS
 from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI
 
 
@@ -64,6 +65,16 @@ log_level_option = click.option(
 )
 
 
-def configure_logging(log_level: str) -> None:
+log_format_option = click.option(
+    "--log-format",
+    envvar="SCALEOUT_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(list(FORMATS)),
+    help="Log lines as text, or JSON objects with session/round/client ids (env SCALEOUT_LOG_FORMAT).",
+)
+
+
+def configure_logging(log_level: str, log_format: str = "text") -> None:
     """The servers' log format, at the level of --log-level."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(log_level, log_format)

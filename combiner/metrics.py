@@ -1,0 +1,206 @@
+"""The combiner's Prometheus metrics, read where the RPCs pass: no servicer or round code changes.
+
+An interceptor observes the RPCs after the auth check (refused calls are not counted): rounds and their
+duration from Control.StartRound's result, updates accepted or rejected (by a bounded reason) from
+SendModelUpdate's answer, model bytes from Upload and Download chunks. Connected clients and queued
+tasks are read from the client registry when Prometheus scrapes. Served over HTTP on
+``--metrics-port`` (off by default), apart from the gRPC port, as Prometheus scrapes plain HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.rounds import ACCEPTED
+from scaleout.proto import scaleout_pb2 as pb
+
+ROUNDS = Counter("scaleout_combiner_rounds", "Training rounds run by this combiner, by result.", ["result"])
+ROUND_SECONDS = Histogram(
+    "scaleout_combiner_round_seconds",
+    "Duration of training rounds, from StartRound to its result.",
+    buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+UPDATES_ACCEPTED = Counter("scaleout_combiner_updates_accepted", "Model updates folded into a round.")
+UPDATES_REJECTED = Counter(
+    "scaleout_combiner_updates_rejected", "Model updates rejected, by reason.", ["reason"]
+)
+RECEIVED_BYTES = Counter("scaleout_combiner_received_bytes", "Model update bytes received (Upload).")
+SENT_BYTES = Counter("scaleout_combiner_sent_bytes", "Model bytes sent to clients (Download).")
+
+# A rejection's message names ids; its metric label is one of these bounded reasons (first match).
+REJECTION_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern))
+    for reason, pattern in (
+        ("stale", r"\(stale update\)|after round \S+ ended"),
+        ("not_selected", r"was not selected for round"),
+        ("client_left", r"left round"),
+        ("duplicate", r"^duplicate update"),
+        ("wrong_task", r"^update answers task"),
+        ("wrong_model", r"^update was trained from model"),
+        ("unknown_upload", r"^model_update_id .* is unknown"),
+        ("metadata", r"num_examples|metadata"),
+        ("norm", r"\bnorm\b"),
+        ("arrays", r"shape|dtype|NaN|inf|array|npz"),
+    )
+)
+
+SERVICE_PREFIX = "/scaleout."
+log = logging.getLogger(__name__)
+
+
+def rejection_reason(message: str) -> str:
+    """The bounded label of a rejection message (without its "rejected: " prefix); "other" if unknown."""
+    for reason, pattern in REJECTION_REASONS:
+        if pattern.search(message):
+            return reason
+    return "other"
+
+
+def data_size(chunk: pb.FileChunk) -> int:
+    """len(chunk.data) without reading it (upb copies the bytes on every read): from the message's
+    serialized size, which is one tag byte, the varint length and the data."""
+    size = chunk.ByteSize()
+    for varint in range(1, 6):
+        length = size - 1 - varint
+        if length >= 0 and (max(length.bit_length(), 1) + 6) // 7 == varint:
+            return length
+    return 0  # an empty chunk serializes to nothing
+
+
+class RegistryCollector(Collector):
+    """Connected clients and queued tasks, read from the registry at each scrape."""
+
+    def __init__(self, registry: ClientRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        states = self._registry.online()
+        yield GaugeMetricFamily(
+            "scaleout_combiner_clients_connected",
+            "Clients with an open task stream.",
+            value=sum(1 for state in states if state.queue is not None),
+        )
+        yield GaugeMetricFamily(
+            "scaleout_combiner_task_queue_depth",
+            "Tasks published to clients' task streams and not yet sent.",
+            value=sum(state.queue.qsize() for state in states if state.queue is not None),
+        )
+
+
+class MetricsServer:
+    """The HTTP metrics endpoint of one combiner and its registry collector; stop() undoes both."""
+
+    def __init__(self, registry: ClientRegistry, host: str, port: int) -> None:
+        try:
+            self._server, self._thread = start_http_server(port, host)
+        except OSError as error:
+            raise OSError(
+                f"combiner metrics cannot listen on {host}:{port}: {error}; is the port in use? "
+                "(--metrics-port)"
+            ) from error
+        self._collector = RegistryCollector(registry)
+        REGISTRY.register(self._collector)
+        self.port: int = self._server.server_port
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        REGISTRY.unregister(self._collector)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts what passes through the combiner's own services (health and unknown methods aside)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        observe = _OBSERVED.get(details.method)
+        if handler is None or observe is None:
+            return handler
+        return observe(handler)
+
+
+def _start_round(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    inner = handler.unary_stream
+
+    async def start_round(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.monotonic()
+        async for event in inner(request, context):
+            if event.WhichOneof("event") == "result":
+                ROUNDS.labels("ok" if event.result.ok else "failed").inc()
+                ROUND_SECONDS.observe(time.monotonic() - started)
+            yield event
+
+    return grpc.unary_stream_rpc_method_handler(
+        start_round, handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _send_model_update(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    inner = handler.unary_unary
+
+    async def send_model_update(request: Any, context: grpc.aio.ServicerContext) -> pb.Response:
+        response = await inner(request, context)
+        if response.response == ACCEPTED:
+            UPDATES_ACCEPTED.inc()
+        else:
+            UPDATES_REJECTED.labels(rejection_reason(response.response.removeprefix("rejected: "))).inc()
+        return response
+
+    return grpc.unary_unary_rpc_method_handler(
+        send_model_update, handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _upload(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    inner = handler.stream_unary
+
+    async def counted(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[pb.FileChunk]:
+        async for chunk in chunks:
+            RECEIVED_BYTES.inc(data_size(chunk))
+            held = [chunk]
+            del chunk  # so that this frame holds no chunk the servicer has dropped (modelservice._data)
+            yield held.pop()
+
+    async def upload(requests: AsyncIterator[pb.FileChunk], context: grpc.aio.ServicerContext) -> Any:
+        return await inner(counted(requests), context)
+
+    return grpc.stream_unary_rpc_method_handler(
+        upload, handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _download(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    inner = handler.unary_stream
+
+    async def download(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FileChunk]:
+        async for chunk in inner(request, context):
+            SENT_BYTES.inc(data_size(chunk))
+            yield chunk
+
+    return grpc.unary_stream_rpc_method_handler(
+        download, handler.request_deserializer, handler.response_serializer
+    )
+
+
+_OBSERVED: dict[str, Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
+    f"{SERVICE_PREFIX}Control/StartRound": _start_round,
+    f"{SERVICE_PREFIX}CombinerClient/SendModelUpdate": _send_model_update,
+    f"{SERVICE_PREFIX}ModelService/Upload": _upload,
+    f"{SERVICE_PREFIX}ModelService/Download": _download,
+}
