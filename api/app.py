@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from scaleout import __version__
 from scaleout.api import (
+    compat,
     routes_clients,
     routes_credentials,
     routes_dashboard,
@@ -82,12 +83,14 @@ def create_app(
     app.state.authenticator = None  # made by the lifespan, over the statestore it opens or was given
     app.state.owns_stores = statestore is None
     app.state.session_lock = threading.Lock()
+    app.state.chunked_uploads = compat.ChunkedUploads()
     _add_routes(app)
     _add_error_handlers(app)
     # Outermost first: auth is checked before the body limit reads anything.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.token:
         app.add_middleware(AuthMiddleware, public_docs=settings.public_docs)
+    app.add_middleware(compat.CompatMiddleware)  # FEDn's paging headers and filter names, before all
     return app
 
 
@@ -96,6 +99,7 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(routes_health.router, prefix=API_PREFIX)
     # Specific routes before the generic ones, so /packages/active is not taken for an id.
     for router in (
+        compat.router,  # before the clients entity routes, which would take /clients/config
         routes_sessions.router,
         routes_packages.router,
         routes_models.router,
@@ -105,6 +109,10 @@ def _add_routes(app: FastAPI) -> None:
         app.include_router(router, prefix=API_PREFIX, dependencies=secured)
     for family, entity, select in ENTITY_FAMILIES:
         app.include_router(entity_router(family, entity, select), prefix=API_PREFIX, dependencies=secured)
+    # FEDn calls the events statuses.
+    statuses = entity_router("statuses", Event, lambda store: store.events)
+    app.include_router(statuses, prefix=API_PREFIX, dependencies=secured)
+    app.include_router(compat.root_router, dependencies=secured)
     routes_dashboard.mount(app)  # outside /api/v1: the page loads without a token
 
 
@@ -135,6 +143,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             controller_token(settings.token, settings.controller_token),
             settings.credential_cache_seconds,
         )
+        stack.callback(state.chunked_uploads.close)
         if state.controller is not None:
             await state.controller.start()
             stack.push_async_callback(state.controller.close)
