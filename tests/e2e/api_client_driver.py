@@ -7,10 +7,13 @@ Run by tests/e2e/test_api_clients.py under the interpreter of .venv-fedn (``fedn
     python api_client_driver.py {fedn|scaleout} PORT start
     python api_client_driver.py {fedn|scaleout} PORT read SESSION_ID DOWNLOAD_PATH
 
-Each prints one JSON object: the client's own return values, unchanged.
+Each prints one JSON object: the client's own return values, unchanged. With an admin token, FEDn's
+client reads it from FEDN_AUTH_TOKEN, as its users set it; Scaleout's takes it as an access token
+provider (its ``token=`` is a refresh token for the Scaleout login flow).
 """
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -19,10 +22,11 @@ def api_client(kind: str, port: int) -> Any:
     if kind == "fedn":
         from fedn.network.api.client import APIClient
 
-        return APIClient("127.0.0.1", port)
+        return APIClient("127.0.0.1", port)  # FEDN_AUTH_TOKEN, if set, is sent as a Bearer token
     from scaleout import Scaleout
 
-    return Scaleout("127.0.0.1", port=port)
+    token = os.environ.get("SCALEOUT_API_TOKEN")
+    return Scaleout("127.0.0.1", port=port, access_token_provider=(lambda: token) if token else None)
 
 
 def setup(client: Any, package: str, seed: str) -> dict[str, Any]:

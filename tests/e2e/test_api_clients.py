@@ -27,6 +27,7 @@ DRIVER = Path(__file__).with_name("api_client_driver.py")
 PYTHONS = {"fedn": "SCALEOUT_TEST_FEDN_PYTHON", "scaleout": "SCALEOUT_TEST_OFFICIAL_PYTHON"}
 SEED = [np.zeros(3), np.ones((2, 2))]
 ROUNDS = 2
+ADMIN_TOKEN = "api-clients-admin-token"
 CLIENTS = 2
 helper = get_helper("numpyhelper")
 
@@ -39,20 +40,24 @@ def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def fed(tmp_path: Path) -> Iterator[Federation]:
+@pytest.fixture(params=["open", "token"])
+def fed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Federation]:
+    """A federation without auth, or with an admin token (every process of ours gets it)."""
     db, models = f"sqlite:///{tmp_path}/statestore.db", f"file://{tmp_path}/models"
-    with federation(tmp_path, db, models, TEST_ENV) as fed:
+    env = {**TEST_ENV, "SCALEOUT_API_TOKEN": ADMIN_TOKEN} if request.param == "token" else TEST_ENV
+    with federation(tmp_path, db, models, env) as fed:
         yield fed
 
 
 def drive(fed: Federation, kind: str, *args: str) -> dict[str, Any]:
     """Run one step of the driver with the other project's client; its printed answer, parsed."""
+    token = fed.env.get("SCALEOUT_API_TOKEN", "")
     env = {
         **os.environ,
         "SCALEOUT_TOKEN_CACHE_DIR": str(fed.root / "token-cache"),  # not the user's cached tokens
-        "FEDN_AUTH_TOKEN": "",
-        "SCALEOUT_AUTH_TOKEN": "",
+        "SCALEOUT_AUTH_TOKEN": "",  # Scaleout's refresh token: its login flow is not what is tested here
+        "FEDN_AUTH_TOKEN": token,
+        "SCALEOUT_API_TOKEN": token,
     }
     command = [os.environ[PYTHONS[kind]], str(DRIVER), kind, str(fed.api_port), *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=fed.root, timeout=120)
