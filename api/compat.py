@@ -57,23 +57,29 @@ PAGING_HEADERS = {
 # FEDn reads X-Limit and X-Skip only when they are non-negative integers and ignores them otherwise;
 # its own APIClient.get_model_trail() sends X-Limit: "{'count': N}" (our /count answer stringified).
 COUNTS = frozenset({"limit", "skip"})
-# Filters that are not camelCase of ours: FEDn names a client by its sender, a combiner by `combiner`.
-FILTER_ALIASES = {"sender.name": "client_id", "sender.client_id": "client_id", "combiner": "combiner_id"}
+# Filters that are not camelCase of ours: FEDn names a client by its sender; on /clients a combiner by
+# `combiner`.
+FILTER_ALIASES = {"sender.name": "client_id", "sender.client_id": "client_id"}
+CLIENT_FILTER_ALIASES = {**FILTER_ALIASES, "combiner": "combiner_id"}
 CAMEL = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)+$")
 
 
-def snake_case(name: str) -> str:
-    """``sessionId`` -> ``session_id``; other names (and aliases) as FILTER_ALIASES says or unchanged."""
-    if name in FILTER_ALIASES:
-        return FILTER_ALIASES[name]
+def snake_case(name: str, aliases: dict[str, str] = FILTER_ALIASES) -> str:
+    """``sessionId`` -> ``session_id``; other names as ``aliases`` says, or unchanged."""
+    if name in aliases:
+        return aliases[name]
     if CAMEL.match(name):
         return re.sub(r"[A-Z]", lambda m: "_" + m.group().lower(), name)
     return name
 
 
-def mapped_query(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> str:
-    """The query string of a FEDn-style request in our words; a parameter given in the query wins."""
-    params = [(snake_case(key), value) for key, value in parse_qsl(query, keep_blank_values=True)]
+def mapped_query(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The query string of a FEDn-style request in our words (a parameter given in the query wins
+    over its header), or None when it has nothing to map."""
+    aliases = CLIENT_FILTER_ALIASES if path.startswith(f"{API}/clients") else FILTER_ALIASES
+    pairs = parse_qsl(query, keep_blank_values=True)
+    params = [(snake_case(key, aliases), value) for key, value in pairs]
+    renamed = params != pairs
     given = {key for key, _ in params}
     wanted = dict(PAGING_HEADERS)
     if path.endswith("/ancestors"):  # X-Reverse orders the model trail only
@@ -85,7 +91,7 @@ def mapped_query(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> s
             continue
         params.append((name, text.lower() if name in ("sort_order", "reverse") else text))
         given.add(name)
-    return urlencode(params)
+    return urlencode(params) if renamed or len(params) > len(pairs) else None
 
 
 class CompatMiddleware:
@@ -102,7 +108,7 @@ class CompatMiddleware:
         if scope["type"] == "http" and scope["path"].startswith(f"{API}/"):
             query = scope.get("query_string", b"").decode("latin-1")
             mapped = mapped_query(scope["path"], query, scope["headers"])
-            if mapped != query:
+            if mapped is not None:
                 scope = {**scope, "query_string": mapped.encode("latin-1")}
         await self.app(scope, receive, send)
 
@@ -202,6 +208,7 @@ def _checked_config(values: dict[str, Any], loc: tuple[str, ...]) -> SessionConf
 # --- chunked uploads --------------------------------------------------------------------------------
 
 MAX_PENDING_UPLOADS = 8
+MAX_CHUNK_BYTES = 16 * 1024 * 1024  # Scaleout's client sends 900 KiB and halves its chunks on a 413
 UPLOAD_TTL = 3600.0  # seconds a begun or completed upload is kept before a new one may drop it
 
 
@@ -221,51 +228,59 @@ class ChunkedUploads:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._uploads: dict[str, PendingUpload] = {}  # by upload_id, then by file_token once complete
+        self._pending: dict[str, PendingUpload] = {}  # by upload_id
+        self._completed: dict[str, PendingUpload] = {}  # by file_token
 
     def begin(self, file_name: str, file_size: int, max_bytes: int) -> str:
         if file_size > max_bytes:
-            raise HTTPException(413, f"file_size {file_size} is above the upload limit of {max_bytes} bytes")
+            raise HTTPException(
+                413,
+                f"file_size {file_size} is above the upload limit of {max_bytes} bytes; start the API "
+                "with a larger --max-upload-bytes (SCALEOUT_API_MAX_UPLOAD_BYTES) if it is meant to be",
+            )
         with self._lock:
             self._expire()
-            if len(self._uploads) >= MAX_PENDING_UPLOADS:
+            if len(self._pending) + len(self._completed) >= MAX_PENDING_UPLOADS:
                 raise HTTPException(
                     429, f"{MAX_PENDING_UPLOADS} uploads are pending; complete or abort one, then retry"
                 )
             upload_id = secrets.token_hex(16)
-            self._uploads[upload_id] = PendingUpload(file_name, file_size)
+            self._pending[upload_id] = PendingUpload(file_name, file_size)
             return upload_id
 
     def add_chunk(self, upload_id: str, index: int, data: bytes) -> int:
-        upload = self._get(upload_id)
-        if index != upload.next_index:
-            raise HTTPException(
-                409, f"chunk {index} of upload {upload_id} is out of order: expected {upload.next_index}"
-            )
-        if upload.received + len(data) > upload.file_size:
-            raise HTTPException(
-                413, f"upload {upload_id} is larger than its file_size of {upload.file_size} bytes"
-            )
-        upload.file.write(data)
-        upload.next_index += 1
-        upload.received += len(data)
-        return upload.received
+        """Append chunk ``index``; under the lock, so two chunks of one upload cannot interleave."""
+        with self._lock:
+            upload = self._get(upload_id)
+            if index != upload.next_index:
+                raise HTTPException(
+                    409, f"chunk {index} of upload {upload_id} is out of order: expected {upload.next_index}"
+                )
+            if upload.received + len(data) > upload.file_size:
+                raise HTTPException(
+                    413, f"upload {upload_id} is larger than its file_size of {upload.file_size} bytes"
+                )
+            upload.file.write(data)
+            upload.next_index += 1
+            upload.received += len(data)
+            return upload.received
 
     def complete(self, upload_id: str) -> str:
-        upload = self._get(upload_id)
-        if upload.received != upload.file_size:
-            raise HTTPException(
-                409,
-                f"upload {upload_id} has {upload.received} of its {upload.file_size} bytes; send the rest",
-            )
-        token = secrets.token_urlsafe(24)
         with self._lock:
-            self._uploads[token] = self._uploads.pop(upload_id)
-        return token
+            upload = self._get(upload_id)
+            if upload.received != upload.file_size:
+                raise HTTPException(
+                    409,
+                    f"upload {upload_id} has {upload.received} of its {upload.file_size} bytes; "
+                    "send the rest",
+                )
+            token = secrets.token_urlsafe(24)
+            self._completed[token] = self._pending.pop(upload_id)
+            return token
 
     def abort(self, upload_id: str) -> None:
         with self._lock:
-            upload = self._uploads.pop(upload_id, None)
+            upload = self._pending.pop(upload_id, None)
         if upload is not None:
             upload.file.close()
 
@@ -273,8 +288,8 @@ class ChunkedUploads:
     def take(self, file_token: str) -> Iterator[tuple[BinaryIO, str]]:
         """The completed file of a token (rewound) and its name; discarded after the block."""
         with self._lock:
-            upload = self._uploads.pop(file_token, None)
-        if upload is None or upload.received != upload.file_size:
+            upload = self._completed.pop(file_token, None)
+        if upload is None:
             raise HTTPException(
                 422, "unknown or used file_token; upload the file again with POST /api/v1/file-upload/init"
             )
@@ -285,24 +300,25 @@ class ChunkedUploads:
             upload.file.close()
 
     def _get(self, upload_id: str) -> PendingUpload:
-        with self._lock:
-            upload = self._uploads.get(upload_id)
+        upload = self._pending.get(upload_id)
         if upload is None:
             raise HTTPException(
-                404, f"no upload {upload_id[:64]!r} is pending; begin one with POST /file-upload/init"
+                404, f"no upload {upload_id[:64]!r} is pending; begin one with POST /api/v1/file-upload/init"
             )
         return upload
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for key in [k for k, u in self._uploads.items() if now - u.begun > UPLOAD_TTL]:
-            self._uploads.pop(key).file.close()
+        for uploads in (self._pending, self._completed):
+            for key in [k for k, u in uploads.items() if now - u.begun > UPLOAD_TTL]:
+                uploads.pop(key).file.close()
 
     def close(self) -> None:
         with self._lock:
-            for upload in self._uploads.values():
+            for upload in [*self._pending.values(), *self._completed.values()]:
                 upload.file.close()
-            self._uploads.clear()
+            self._pending.clear()
+            self._completed.clear()
 
 
 def uploads(request: Request) -> ChunkedUploads:
@@ -426,8 +442,12 @@ async def upload_chunk(
     request: Request,
     x_chunk_index: Annotated[int, Header(alias="X-Chunk-Index", ge=0)],
 ) -> UploadProgress:
-    data = await request.body()  # bounded by the API's upload limit (BodyLimitMiddleware)
-    received = await asyncio.to_thread(uploads(request).add_chunk, upload_id, x_chunk_index, data)
+    data = bytearray()
+    async for part in request.stream():
+        data += part
+        if len(data) > MAX_CHUNK_BYTES:
+            raise HTTPException(413, f"a chunk may be at most {MAX_CHUNK_BYTES} bytes; send smaller chunks")
+    received = await asyncio.to_thread(uploads(request).add_chunk, upload_id, x_chunk_index, bytes(data))
     return UploadProgress(received=received)
 
 

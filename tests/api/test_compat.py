@@ -11,7 +11,7 @@ import pytest
 from scaleout.compute_package import create_package
 from scaleout.store.entities import Client, Event, Model, Session, SessionStatus, Validation, utcnow
 from scaleoututil.helpers.helpers import get_helper
-from tests.api.conftest import ApiServer
+from tests.api.conftest import ApiServer, run_api
 from tests.api.test_packages import package_folder
 
 
@@ -315,8 +315,23 @@ def test_controller_status_is_instructing_while_a_session_runs(server: ApiServer
 
 @pytest.mark.parametrize("path", ["/helpers/active", "/clients/config", "/statuses/", "/file-upload/init"])
 def test_the_compat_routes_need_the_admin_token(tmp_path: Path, path: str):
-    from tests.api.conftest import run_api
-
     with run_api(tmp_path, token="admin-token") as server, server.http() as http:
         method = "POST" if path.endswith("init") else "GET"
         assert http.request(method, path).status_code == 401
+
+
+def test_an_upload_id_is_not_a_file_token_until_the_upload_completes(http: httpx.Client):
+    upload_id = http.post("/file-upload/init", json={"file_name": "f", "file_size": 3}).json()["upload_id"]
+    http.post(f"/file-upload/{upload_id}/chunk", content=b"abc", headers={"X-Chunk-Index": "0"})
+
+    used = http.post("/packages/", data={"file_token": upload_id, "helper": "numpyhelper"})
+
+    assert used.status_code == 422 and "unknown or used file_token" in used.json()["detail"]
+
+
+def test_an_upload_above_the_apis_limit_is_refused_before_any_chunk(tmp_path: Path):
+    with run_api(tmp_path, max_upload_bytes=1000) as server, server.http() as http:
+        answer = http.post("/file-upload/init", json={"file_name": "big.tgz", "file_size": 1001})
+
+    assert answer.status_code == 413
+    assert answer.json()["detail"].startswith("file_size 1001 is above the upload limit of 1000 bytes")
