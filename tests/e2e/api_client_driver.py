@@ -3,7 +3,7 @@
 Run by tests/e2e/test_api_clients.py under the interpreter of .venv-fedn (``fedn==0.33.0``'s
 ``APIClient``) or .venv-official (``scaleout==1.1.0``'s ``Scaleout``): it imports nothing of ours.
 
-    python api_client_driver.py {fedn|scaleout} PORT setup PACKAGE.tgz SEED.npz
+    python api_client_driver.py {fedn|scaleout} PORT setup PACKAGE.tgz SEED.npz DOWNLOAD_PATH
     python api_client_driver.py {fedn|scaleout} PORT start
     python api_client_driver.py {fedn|scaleout} PORT read SESSION_ID DOWNLOAD_PATH
 
@@ -29,12 +29,13 @@ def api_client(kind: str, port: int) -> Any:
     return Scaleout("127.0.0.1", port=port, access_token_provider=(lambda: token) if token else None)
 
 
-def setup(client: Any, package: str, seed: str) -> dict[str, Any]:
+def setup(client: Any, package: str, seed: str, download_path: str) -> dict[str, Any]:
     return {
         "package": client.set_active_package(package, helper="numpyhelper", name="compat-package"),
         "seed": client.set_active_model(seed),
         "active_package": client.get_active_package(),
         "checksum": client.get_package_checksum(),
+        "download": client.download_package(download_path),
     }
 
 
@@ -58,7 +59,8 @@ def read(client: Any, session_id: str, download_path: str) -> dict[str, Any]:
         "validations": client.get_validations(session_id=session_id),
         "validations_of_model": client.get_validations(model_id=active["model_id"]),
         "statuses": client.get_statuses(session_id=session_id),
-        "clients": client.get_active_clients(),
+        "clients": client.get_clients(),
+        "active_clients": client.get_active_clients(),
         "combiners": client.get_combiners(),
         "client_config": client.get_client_config(),
         "controller": client.get_controller_status(),

@@ -70,13 +70,15 @@ def test_an_api_client_of_fedn_or_scaleout_runs_a_session_end_to_end(fed: Federa
     seed_path = fed.root / "seed.npz"
     helper.save(SEED, str(seed_path))
 
-    uploaded = drive(fed, kind, "setup", str(tgz), str(seed_path))
+    uploaded = drive(fed, kind, "setup", str(tgz), str(seed_path), str(fed.root / "downloaded.tgz"))
 
     package, seed = uploaded["package"], uploaded["seed"]
     assert uploaded["active_package"]["id"] == package["id"]
     assert uploaded["checksum"] == {"checksum": package["sha256"]}
     assert seed["model_id"] == seed["id"] and seed["parent_id"] is None
     assert fed.api.get_active_package()["sha256"] == package["sha256"]
+    assert uploaded["download"]["success"] is True
+    assert (fed.root / "downloaded.tgz").read_bytes() == tgz.read_bytes()
 
     fed.start_combiner()
     for index in range(CLIENTS):
@@ -118,6 +120,7 @@ def test_an_api_client_of_fedn_or_scaleout_runs_a_session_end_to_end(fed: Federa
     assert read["statuses"]["count"] > 0
     assert {s["session_id"] for s in read["statuses"]["result"]} == {session_id}
     assert sorted(c["id"] for c in read["clients"]["result"]) == ["client-0", "client-1"]
+    assert sorted(c["id"] for c in read["active_clients"]["result"]) == ["client-0", "client-1"]
     assert [c["name"] for c in read["combiners"]["result"]] == ["combiner"]
     assert read["client_config"]["checksum"] == package["sha256"]
     assert read["client_config"]["discover_port"] == fed.api_port
