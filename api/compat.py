@@ -132,7 +132,16 @@ class FednSessionConfig(BaseModel):
     requested_clients: int | None = None
     validate_models: bool = Field(True, alias="validate")
     helper_type: str | None = Field(None, description="our helper; the active package's if omitted")
-    server_functions: None = Field(None, description="not supported: must be null")
+    server_functions: str | None = Field(None, description="not supported: must be null")
+
+
+NO_SERVER_FUNCTIONS = {
+    "type": "value_error",
+    "loc": ("body", "session_config", "server_functions"),
+    "msg": "server functions are not supported here: leave server_functions out and choose an "
+    "aggregator (and aggregator_kwargs) instead",
+    "input": "(the source sent)",
+}
 
 
 class FednSessionRequest(BaseModel):
@@ -173,6 +182,8 @@ def start_body(ours: type[BaseModel]) -> Any:
 
 def session_config(fedn: FednSessionConfig, helper: str) -> SessionConfig:
     """Our SessionConfig for FEDn's; its checks (bounds, known aggregator and helper) apply unchanged."""
+    if fedn.server_functions is not None:
+        raise RequestValidationError([NO_SERVER_FUNCTIONS])
     values: dict[str, Any] = {
         "round_timeout": fedn.round_timeout,
         "min_clients": fedn.clients_required,

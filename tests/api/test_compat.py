@@ -216,7 +216,11 @@ def test_fedn_session_bodies_are_checked_like_ours(server: ApiServer, http: http
     }
     too_many = {**FEDN_SESSION, "session_config": {**FEDN_SESSION["session_config"], "clients_required": 9}}
 
-    assert http.post("/sessions/", json=with_functions).status_code == 422
+    refused = http.post("/sessions/", json=with_functions)
+    assert refused.status_code == 422
+    (error,) = refused.json()["detail"]
+    assert error["loc"] == ["body", "session_config", "server_functions"]
+    assert error["msg"].startswith("server functions are not supported here")
     answer = http.post("/sessions/", json=too_many)
     assert answer.status_code == 422
     (error,) = answer.json()["detail"]
