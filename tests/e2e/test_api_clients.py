@@ -65,7 +65,7 @@ def drive(fed: Federation, kind: str, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_an_api_client_of_fedn_or_scaleout_runs_a_session_end_to_end(fed: Federation, kind: str) -> None:
+def test_an_api_client_of_fedn_or_scaleout_runs_a_session_end_to_end(kind: str, fed: Federation) -> None:
     tgz = create_package(model_package(fed.root), output_dir=fed.root)
     seed_path = fed.root / "seed.npz"
     helper.save(SEED, str(seed_path))
