@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from scaleout import __version__
 from scaleout.api import (
+    compat,
     routes_clients,
     routes_credentials,
     routes_dashboard,
@@ -86,6 +87,7 @@ def create_app(
     app.state.owns_stores = statestore is None
     app.state.session_lock = threading.Lock()
     app.state.metrics = app_registry(app.state)
+    app.state.chunked_uploads = compat.ChunkedUploads()
     _add_routes(app)
     _add_error_handlers(app)
     # Outermost first: auth is checked before the body limit reads anything.
@@ -93,6 +95,7 @@ def create_app(
     if settings.token:
         app.add_middleware(AuthMiddleware, public_docs=settings.public_docs)
     app.add_middleware(MetricsMiddleware)  # outermost: refused requests are counted too
+    app.add_middleware(compat.CompatMiddleware)  # FEDn's paging headers and filter names, before all
     return app
 
 
@@ -101,6 +104,7 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(routes_health.router, prefix=API_PREFIX)
     # Specific routes before the generic ones, so /packages/active is not taken for an id.
     for router in (
+        compat.router,  # before the clients entity routes, which would take /clients/config
         routes_sessions.router,
         routes_packages.router,
         routes_models.router,
@@ -113,6 +117,10 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks; the table guards it
     # The page outside /api/v1 (it loads without a token); its read routes inside, secured.
     routes_dashboard.mount(app, API_PREFIX, secured)
+    # FEDn calls the events statuses.
+    statuses = entity_router("statuses", Event, lambda store: store.events)
+    app.include_router(statuses, prefix=API_PREFIX, dependencies=secured)
+    app.include_router(compat.root_router, dependencies=secured)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -142,6 +150,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             controller_token(settings.token, settings.controller_token),
             settings.credential_cache_seconds,
         )
+        stack.callback(state.chunked_uploads.close)
         if state.controller is not None:
             await state.controller.start()
             stack.push_async_callback(state.controller.close)

@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from scaleout.api import deps
+from scaleout.api import compat, deps
 from scaleout.api.checks import check_seed_model
 from scaleout.api.routes_entities import list_response_model
 from scaleout.api.settings import ApiSettings
@@ -30,17 +30,22 @@ def active_helper(store: Statestore, settings: ApiSettings) -> str:
 
 @router.post("/", response_model=Model, status_code=201, summary="Upload a seed model (no parent)")
 def upload_seed_model(
-    file: Annotated[UploadFile, File(description="the model file, e.g. an .npz written by numpyhelper")],
+    request: Request,
     store: deps.StatestoreDep,
     repository: deps.RepositoryDep,
     settings: deps.SettingsDep,
+    file: Annotated[
+        UploadFile | None, File(description="the model file, e.g. an .npz written by numpyhelper")
+    ] = None,
+    file_token: Annotated[str | None, Form(description="instead of file: a chunked upload's token")] = None,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Model:
     """Checked loadable by the active helper (422 with the reason) before anything is stored."""
-    check_seed_model(file.file, active_helper(store, settings), settings.max_model_bytes)
-    checksum, size = sha256_and_size(file.file)
-    model = Model(id=new_id(), name=name or (file.filename or "seed"), size=size, sha256=checksum)
-    repository.put_model(model.id, file.file)  # bytes first: a committed id always has its bytes (§4)
+    with compat.uploaded_file(request, file, file_token, "seed") as (stream, file_name):
+        check_seed_model(stream, active_helper(store, settings), settings.max_model_bytes)
+        checksum, size = sha256_and_size(stream)
+        model = Model(id=new_id(), name=name or file_name, size=size, sha256=checksum)
+        repository.put_model(model.id, stream)  # bytes first: a committed id always has its bytes (§4)
     return store.models.add(model)
 
 
@@ -52,8 +57,20 @@ def download_model(id: str, store: deps.StatestoreDep, repository: deps.Reposito
 
 
 @router.get("/{id}/ancestors", response_model=ModelList, summary="The trail back to the seed, parent first")
-def model_ancestors(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
-    models = store.models.ancestors(id)
+def model_ancestors(
+    id: str,
+    store: deps.StatestoreDep,
+    include_self: Annotated[bool, Query(description="the model itself first, then its ancestors")] = False,
+    limit: Annotated[
+        int | None, Query(ge=0, description="at most this many ancestors (nearest first)")
+    ] = None,
+    reverse: Annotated[bool, Query(description="seed first instead (FEDn's X-Reverse)")] = False,
+) -> dict[str, Any]:
+    models = store.models.ancestors(id)[:limit]
+    if include_self:
+        models = [store.models.get(id), *models]
+    if reverse:
+        models.reverse()
     return {"count": len(models), "result": models}
 
 

@@ -3,11 +3,11 @@
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from scaleout.api import deps
+from scaleout.api import compat, deps
 from scaleout.api.checks import check_helper
 from scaleout.api.streaming import stream_object
 from scaleout.api.uploads import sha256_and_size
@@ -38,29 +38,34 @@ def active_package(store: Statestore) -> Package:
     "/", response_model=Package, status_code=201, summary="Upload a compute package; it becomes active"
 )
 def upload_package(
-    file: Annotated[UploadFile, File(description="the package tarball (.tgz), scaleout.yaml at its root")],
+    request: Request,
     store: deps.StatestoreDep,
     repository: deps.RepositoryDep,
     settings: deps.SettingsDep,
     name: Annotated[str, Form(max_length=200)] = "",
     helper: Annotated[str, Form(description="the helper plugin the package uses")] = "numpyhelper",
     description: Annotated[str, Form(max_length=2000)] = "",
+    file: Annotated[
+        UploadFile | None, File(description="the package tarball (.tgz), scaleout.yaml at its root")
+    ] = None,
+    file_token: Annotated[str | None, Form(description="instead of file: a chunked upload's token")] = None,
 ) -> Package:
     """Checked (gzip, safe members, scaleout.yaml at the root) before anything is stored."""
     check_helper(helper)
-    check_package(file.file, PackageLimits(max_unpacked_bytes=settings.max_unpacked_bytes))
-    checksum, size = sha256_and_size(file.file)
-    file_name = PurePath(file.filename or "package.tgz").name
-    package = Package(
-        id=new_id(),
-        name=name or file_name,
-        file_name=file_name,
-        sha256=checksum,
-        size=size,
-        helper=helper,
-        description=description,
-    )
-    repository.put_package(package.id, file.file)  # bytes first: a record never names missing bytes
+    with compat.uploaded_file(request, file, file_token, "package.tgz") as (stream, uploaded_name):
+        check_package(stream, PackageLimits(max_unpacked_bytes=settings.max_unpacked_bytes))
+        checksum, size = sha256_and_size(stream)
+        file_name = PurePath(uploaded_name).name
+        package = Package(
+            id=new_id(),
+            name=name or file_name,
+            file_name=file_name,
+            sha256=checksum,
+            size=size,
+            helper=helper,
+            description=description,
+        )
+        repository.put_package(package.id, stream)  # bytes first: a record never names missing bytes
     store.packages.add(package)
     return store.packages.set_active(package.id)
 

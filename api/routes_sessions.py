@@ -11,7 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from scaleout.api import deps
+from scaleout.api import compat, deps
+from scaleout.api.routes_models import active_helper
+from scaleout.api.settings import ApiSettings
 from scaleout.errors import ScaleoutError
 from scaleout.store.entities import Session, SessionConfig, SessionStatus, utcnow
 from scaleout.store.statestore import Statestore
@@ -98,20 +100,49 @@ async def _start(
     return await asyncio.to_thread(store.sessions.get, session.id)
 
 
+def _fedn_session_request(
+    store: Statestore, settings: ApiSettings, body: compat.FednSessionRequest
+) -> SessionRequest:
+    """Our request for FEDn's body (api/compat.py): its seed, and its config in our fields."""
+    helper = active_helper(store, settings)
+    config = compat.session_config(body.session_config, helper)
+    seed = body.seed_model_id or body.session_config.model_id
+    return SessionRequest(name=body.name or "", config=config, model_id=seed)
+
+
 @router.post("/", response_model=Session, status_code=201, summary="Create a session (not started)")
-def create_session(body: SessionRequest, store: deps.StatestoreDep) -> Session:
+def create_session(
+    body: compat.session_body(SessionRequest), store: deps.StatestoreDep, settings: deps.SettingsDep
+) -> Session:
+    """Takes our body or FEDn's (``seed_model_id`` and ``session_config``)."""
+    if isinstance(body, compat.FednSessionRequest):
+        body = _fedn_session_request(store, settings, body)
     return store.sessions.add(_new_session(store, body))
 
 
 @router.post("/start", response_model=Session, status_code=201, summary="Create and start a session")
 async def create_and_start_session(
-    body: SessionRequest,
+    body: compat.start_body(SessionRequest),
     store: deps.StatestoreDep,
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """Takes our body (create and start), or FEDn's ``{session_id, rounds, round_timeout}`` (start that
+    Created session with those rounds)."""
+    if isinstance(body, compat.FednStartRequest):
+        session = await asyncio.to_thread(_with_fedn_rounds, store, body)
+        return await _start(store, lock, controller, session, is_new=False)
     session = await asyncio.to_thread(_new_session, store, body)
     return await _start(store, lock, controller, session, is_new=True)
+
+
+def _with_fedn_rounds(store: Statestore, body: compat.FednStartRequest) -> Session:
+    """The Created session FEDn starts, its config given the rounds and round_timeout of the call."""
+    session = store.sessions.get(body.session_id)
+    changes = {"config": compat.restarted_config(session.config, body)}
+    # Only while Created: a started one is left as it is, and _start refuses it with 409 naming its status.
+    created = {"status": SessionStatus.CREATED.value}
+    return store.sessions.compare_and_set(session.id, created, changes) or session
 
 
 @router.post("/{id}/start", response_model=Session, summary="Start a Created session")

@@ -15,6 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 MAX_ECHO = 200
+# The tags of the bodies a route takes in two dialects, ours and FEDn's (api/compat.py).
+OURS, FEDN = "scaleout", "fedn"
+BODY_TAGS = frozenset({OURS, FEDN})
 
 
 async def request_validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -25,7 +28,14 @@ async def request_validation_error(request: Request, error: Exception) -> JSONRe
 
 def _trimmed(detail: dict[str, Any]) -> dict[str, Any]:
     trimmed = {key: _cut(value) for key, value in detail.items() if key in ("input", "ctx")}
-    return {**detail, **trimmed}
+    return {**detail, **trimmed, "loc": untagged(detail.get("loc", []))}
+
+
+def untagged(loc: list[Any]) -> list[Any]:
+    """The field's place without the tag of a body that may be ours or FEDn's (api/compat.py)."""
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in BODY_TAGS:
+        return [loc[0], *loc[2:]]
+    return loc
 
 
 def _cut(value: Any) -> Any:

@@ -114,6 +114,16 @@ REST_RULES: dict[tuple[str, str], Rule] = {
         for suffix in ("", "count")
     },
     **{("GET", f"{API}/{family}/{{id}}"): ADMIN_ONLY for family in ENTITY_FAMILIES},
+    # FEDn's and Scaleout's API clients (api/compat.py): operators' calls, as in FEDn.
+    ("GET", f"{API}/helpers/active"): ADMIN_ONLY,
+    ("PUT", f"{API}/helpers/active"): ADMIN_ONLY,
+    ("GET", f"{API}/clients/config"): ADMIN_ONLY,
+    ("POST", f"{API}/file-upload/init"): ADMIN_ONLY,
+    ("POST", f"{API}/file-upload/{{upload_id}}/chunk"): ADMIN_ONLY,
+    ("POST", f"{API}/file-upload/{{upload_id}}/complete"): ADMIN_ONLY,
+    ("POST", f"{API}/file-upload/{{upload_id}}/abort"): ADMIN_ONLY,
+    **{("GET", f"{API}/statuses/{suffix}"): ADMIN_ONLY for suffix in ("", "count", "{id}")},
+    ("GET", "/get_controller_status"): ADMIN_ONLY,
     # The dashboard page asks for the admin token itself; its data calls are the admin routes above.
     ("GET", "/"): PUBLIC,
     ("GET", "/dashboard"): PUBLIC,

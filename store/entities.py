@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from scaleout import round_rules as rules
 
@@ -183,6 +183,11 @@ class Session(Entity):
     lease_expires: datetime | None = None
     resumed: int = Field(0, ge=0, description="times a controller resumed the session after losing it")
 
+    @computed_field(description="the id again, as FEDn's and Scaleout's API clients read it")  # type: ignore[prop-decorator]
+    @property
+    def session_id(self) -> str:
+        return self.id
+
 
 class ClientRoundResult(BaseModel):
     client_id: str
@@ -235,6 +240,11 @@ class Model(Entity):
     size: int = Field(0, ge=0)
     sha256: str = ""
     committed_at: datetime = Field(default_factory=utcnow)
+
+    @computed_field(description="the id again, as FEDn's and Scaleout's API clients read it")  # type: ignore[prop-decorator]
+    @property
+    def model_id(self) -> str:
+        return self.id
 
 
 class Validation(Entity):

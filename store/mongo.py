@@ -93,7 +93,7 @@ class _MongoRepository(Repository[T], Generic[T]):
 
     def _encode(self, item: T, include: set[str] | None = None) -> dict[str, Any]:
         """The document for ``item`` (or just the ``include`` fields): JSON values, BSON dates."""
-        doc = item.model_dump(mode="json", by_alias=True, include=include)
+        doc = item.model_dump(mode="json", by_alias=True, include=include, exclude_computed_fields=True)
         for name in self._datetimes:
             if name in doc:
                 doc[name] = getattr(item, name)

@@ -206,7 +206,7 @@ class _SQLiteRepository(Repository[T], Generic[T]):
 
     def _row(self, item: T) -> dict[str, Any]:
         """Column values and the JSON document (with fixed-width timestamps, for json_extract)."""
-        doc = item.model_dump(mode="json", by_alias=True)
+        doc = item.model_dump(mode="json", by_alias=True, exclude_computed_fields=True)
         for name in self._datetimes:
             if doc[name] is not None:
                 doc[name] = format_datetime(getattr(item, name))

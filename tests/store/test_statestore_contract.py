@@ -5,6 +5,7 @@ SCALEOUT_TEST_MONGO_URI). Timestamps in these tests are whole milliseconds, the 
 keeps, so stored records can be compared for exact equality.
 """
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -862,3 +863,18 @@ def test_sqlite_filters_a_field_without_a_column_through_its_document(tmp_path: 
         assert store.sessions.list({"started_at": {"$gt": at(29)}}).items == [updated]
     finally:
         store.close()
+
+
+def test_sqlite_stores_fields_only_not_the_answers_computed_ids(tmp_path: Path) -> None:
+    """model_id/session_id are computed for API answers (FEDn's clients read them), never stored."""
+    path = tmp_path / "state.db"
+    store = SQLiteStatestore(path)
+    model, session = store.models.add(Model(name="m")), store.sessions.add(Session(name="s"))
+    store.close()
+    with sqlite3.connect(path) as conn:
+        model_doc = json.loads(conn.execute("SELECT doc FROM models").fetchone()[0])
+        session_doc = json.loads(conn.execute("SELECT doc FROM sessions").fetchone()[0])
+
+    assert (model_doc["id"], session_doc["id"]) == (model.id, session.id)
+    assert "model_id" not in model_doc and "session_id" not in session_doc
+    assert model.model_dump(mode="json")["model_id"] == model.id
