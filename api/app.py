@@ -94,7 +94,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.token:
         app.add_middleware(AuthMiddleware, public_docs=settings.public_docs)
-    app.add_middleware(MetricsMiddleware)  # outermost: refused requests are counted too
+    app.add_middleware(MetricsMiddleware)  # outside auth: refused requests are counted too
     app.add_middleware(compat.CompatMiddleware)  # FEDn's paging headers and filter names, before all
     return app
 
