@@ -46,6 +46,7 @@ def upload_seed_model(
 
 @router.get("/{id}/download", summary="Download a model's bytes", response_class=StreamingResponse)
 def download_model(id: str, store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
+    """The model's bytes (.npz) from the model repository."""
     model = store.models.get(id)
     stream = repository.open_model(model.id)
     return stream_object(stream, repository.model_size(model.id), f"{model.id}.npz")
@@ -53,11 +54,13 @@ def download_model(id: str, store: deps.StatestoreDep, repository: deps.Reposito
 
 @router.get("/{id}/ancestors", response_model=ModelList, summary="The trail back to the seed, parent first")
 def model_ancestors(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
+    """The models this one was trained from, parent first, back to the seed."""
     models = store.models.ancestors(id)
     return {"count": len(models), "result": models}
 
 
 @router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
 def model_descendants(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
+    """Every model trained from this one, directly or not, oldest first."""
     models = store.models.descendants(id)
     return {"count": len(models), "result": models}

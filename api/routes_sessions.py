@@ -100,6 +100,7 @@ async def _start(
 
 @router.post("/", response_model=Session, status_code=201, summary="Create a session (not started)")
 def create_session(body: SessionRequest, store: deps.StatestoreDep) -> Session:
+    """Record a session with its config; it runs only once started (POST /sessions/{id}/start)."""
     return store.sessions.add(_new_session(store, body))
 
 
@@ -110,6 +111,9 @@ async def create_and_start_session(
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """Create a session and start it at once. 409 when another session is Started; 400 when there is no seed
+    model and none is named.
+    """
     session = await asyncio.to_thread(_new_session, store, body)
     return await _start(store, lock, controller, session, is_new=True)
 
@@ -121,6 +125,9 @@ async def start_session(
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """Start a session that was created and never ran. 409 when it is not Created or another session is
+    Started.
+    """
     session = await asyncio.to_thread(store.sessions.get, id)
     return await _start(store, lock, controller, session, is_new=False)
 
@@ -131,6 +138,9 @@ async def stop_session(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """End a Created or Started session as Terminated; its running round fails "stopped". 409 when it already
+    ended.
+    """
     session = await asyncio.to_thread(store.sessions.get, id)
     if session.status in ENDED:
         raise HTTPException(409, f"session {id!r} already ended: it is {session.status.value}")
@@ -163,6 +173,9 @@ async def session_progress(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> dict[str, Any]:
+    """The running round of the session, live from the controller: stage, clients selected, updates received
+    and rejected, seconds elapsed. `progress` is null between rounds or when no controller runs it.
+    """
     await asyncio.to_thread(store.sessions.get, id)
     live = controller.progress(id) if controller is not None else None
     return {"session_id": id, "progress": live}

@@ -115,6 +115,7 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/dashboard/{path:path}"): PUBLIC,
     ("GET", "/docs"): DOCS,
     ("GET", "/docs/oauth2-redirect"): DOCS,
+    ("GET", "/docs/assets/{path:path}"): DOCS,  # Swagger UI's and Redoc's scripts, served offline
     ("GET", "/redoc"): DOCS,
     ("GET", "/openapi.json"): DOCS,
 }
