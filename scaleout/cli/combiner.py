@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from scaleout.cli.common import configure_logging, log_level_option, storage_options, user_errors
+from scaleout.cli.common import configure_logging, log_level_option, storage_options, stores_of, user_errors
 from scaleout.cli.remote import Remote, api_options
 from scaleout.cli.tables import Column, console, field, records_table, when
 from scaleout.cli.tls import client_tls_options, server_tls_options
@@ -94,7 +94,9 @@ def combiner_group() -> None:
     envvar="SCALEOUT_COMBINER_WORK_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where staged models and spooled updates go (default .scaleout/combiner/NAME).",
+    help="The folder of its stores, as `scaleout local --work-dir` lays it out (statestore.db and "
+    "models/, unless --db/--models are given), and of its staged models and spooled updates "
+    "(DIR/combiner/NAME) [default: .scaleout].",
 )
 @click.option(
     "--max-model-size",
@@ -183,6 +185,7 @@ def start(
     from scaleout.store import validate_id
 
     configure_logging(log_level)
+    db_uri, models_uri = stores_of(work_dir, db_uri, models_uri)
     with user_errors():
         validate_id(name)  # the name is the combiner's id and names its work folder
         settings = CombinerSettings(
@@ -196,7 +199,7 @@ def start(
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
             registry_interval=registry_interval,
-            work_dir=work_dir or Path(".scaleout") / "combiner" / name,
+            work_dir=(work_dir or Path(".scaleout")) / "combiner" / name,
             max_model_size=max_model_size,
             max_num_examples=max_num_examples,
             s3_credentials=S3Credentials.from_env(os.environ),
