@@ -12,7 +12,7 @@ import click
 
 from scaleout.cli.common import configure_logging, log_level_option, storage_options, stores_of, user_errors
 from scaleout.cli.remote import Remote, api_options
-from scaleout.cli.tables import Column, console, field, records_table, when
+from scaleout.cli.tables import ALWAYS, Column, field, print_records, when
 from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.store.uri import S3Credentials
@@ -281,13 +281,13 @@ def list_combiners(remote: Remote) -> None:
     """The combiners registered with the API, and how many clients each serves."""
     with remote.connect() as api:
         combiners = api.get_combiners()
-    remote.emit(combiners, lambda: console().print(records_table("combiners", combiners["result"], COLUMNS)))
+    remote.emit(combiners, lambda: print_records("combiners", combiners["result"], COLUMNS))
 
 
 COLUMNS = [
-    Column("name", field("name")),
+    Column("name", field("name"), keep=ALWAYS),
     Column("address", lambda c: f"{c.get('address', '')}:{c.get('port', '')}"),
-    Column("status", field("status")),
+    Column("status", field("status"), keep=ALWAYS),
     Column("clients", field("client_count"), "right"),
     Column("last seen", field("last_seen", when)),
 ]

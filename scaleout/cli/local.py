@@ -126,7 +126,8 @@ def print_results(settings: "LocalSettings", session_id: str) -> str:
     """The metrics table and the session's outcome; returns its status."""
     store = open_statestore(settings.db_uri)
     try:
-        tables.console().print(results_table(store, session_id))
+        out = tables.console()
+        out.print(results_table(store, session_id, out.width))
         session = store.sessions.get(session_id)
     finally:
         store.close()
@@ -224,10 +225,10 @@ def render_status(status: dict[str, Any]) -> Text | Table:
     return table
 
 
-def results_table(store: Any, session_id: str) -> Table:
+def results_table(store: Any, session_id: str, width: int) -> Table:
     """Per round: status, updates, examples, time and the clients' mean validation metrics."""
     rounds = store.rounds.list({"session_id": session_id}, sort_key="index").items
     validations = store.validations.list({"session_id": session_id}).items
     return tables.rounds_table(
-        [r.model_dump(mode="json") for r in rounds], [v.model_dump(mode="json") for v in validations]
+        [r.model_dump(mode="json") for r in rounds], [v.model_dump(mode="json") for v in validations], width
     )
