@@ -1,8 +1,11 @@
 """`scaleout local PACKAGE_DIR`: a whole federation on this machine, live progress, a metrics table."""
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,11 +141,23 @@ def print_results(settings: "LocalSettings", session_id: str) -> str:
     console.print(f"The statestore and models are kept in {settings.work_dir}/ for inspection.")
     if not settings.serve and settings.db is None and settings.models is None:
         console.print(
-            f"Next, see it in the dashboard: scaleout api start --work-dir {settings.work_dir}, "
+            f"Next, see it in the dashboard: {invoked_as()} api start --work-dir {settings.work_dir}, "
             f"then open http://127.0.0.1:{DEFAULT_PORT}/ (or run `scaleout local` with --serve).",
             soft_wrap=True,
         )
     return session.status
+
+
+def invoked_as() -> str:
+    """How to type this CLI again: `scaleout` when that is on PATH, else the path it was run by
+    (`.venv/bin/scaleout` under `make demo`)."""
+    program = Path(sys.argv[0])
+    on_path = shutil.which(program.name)
+    if on_path and Path(on_path).resolve() == program.resolve():
+        return program.name
+    with contextlib.suppress(ValueError):
+        return str(program.resolve().relative_to(Path.cwd()))
+    return str(program)
 
 
 class Progress:

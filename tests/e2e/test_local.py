@@ -1,6 +1,8 @@
 """`scaleout local`: the embedded federation as a user runs it, a real process with its client processes."""
 
+import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -23,8 +25,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "mnist-numpy" / "cl
 
 def local(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     command = [SCALEOUT, "local", str(PACKAGE), "--clients", "2", "--work-dir", str(tmp_path / "work"), *args]
+    # An explicit env: inside pytest's process COLUMNS=80 is set at the C level (not in os.environ) and
+    # children would inherit it; output piped without COLUMNS is what a user's pipe gets.
+    environment = dict(os.environ)
     return subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
     )
 
 
@@ -46,8 +51,9 @@ def test_a_local_session_trains_validates_and_prints_the_metrics(tmp_path: Path)
     # Piped: one line per stage and per round, never the live table's sub-second redraws.
     assert output.count("round 1/2 done") == 1 and output.count("round 2/2 done") == 1, output
     assert "Dashboard: http://127.0.0.1:" in output.splitlines()[1], output
+    typed = "scaleout" if shutil.which("scaleout") == SCALEOUT else SCALEOUT  # as the user ran it
     assert (
-        f"Next, see it in the dashboard: scaleout api start --work-dir {tmp_path / 'work'}, "
+        f"Next, see it in the dashboard: {typed} api start --work-dir {tmp_path / 'work'}, "
         "then open http://127.0.0.1:8092/ (or run `scaleout local` with --serve)."
     ) in output
     store = open_statestore(f"sqlite:///{tmp_path / 'work' / 'statestore.db'}")
