@@ -18,7 +18,7 @@ COMMANDS = [
     ["session"], ["session", "start"], ["session", "list"], ["session", "show"], ["session", "stop"],
     ["model"], ["model", "list"], ["model", "show"], ["model", "download"], ["model", "upload"],
     ["package", "upload"], ["package", "active"], ["validation"], ["validation", "list"],
-    ["client", "list"], ["combiner", "list"], ["round"], ["round", "list"], ["init"],
+    ["client", "list"], ["combiner", "list"], ["round"], ["round", "list"], ["init"], ["event", "list"],
 ]  # fmt: skip
 
 

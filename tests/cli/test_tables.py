@@ -9,6 +9,7 @@ import pytest
 from scaleout.store.entities import Client as ClientRecord
 from scaleout.store.entities import (
     ClientRoundResult,
+    Event,
     RejectedUpdate,
     Round,
     Session,
@@ -78,6 +79,16 @@ def mnist_session(server: ApiServer, tmp_path) -> dict[str, str]:
             )
     for client_id, name in CLIENTS.items():
         store.clients.add(ClientRecord(id=client_id, name=name, status="online", combiner_id="combiner"))
+    store.events.add(
+        Event(
+            level="warning",
+            type="update_rejected",
+            message="late",
+            client_id="local-client-2",
+            session_id=session.id,
+            timestamp=T0 + timedelta(seconds=25),
+        )
+    )
     return ids
 
 
@@ -88,6 +99,7 @@ COMMANDS = [
     ["validation", "list"],
     ["model", "list"],
     ["client", "list"],
+    ["event", "list"],
 ]
 CUT = re.compile(r"\w…")  # rich's mark of a cell cut short; short ids start with "…" instead
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -188,3 +200,14 @@ def test_clients_with_the_same_name_are_told_apart_by_their_short_id(server, mni
     clients = [row[3] for row in rows(output)]
     assert clients.count("client-0 (…aaaaaaaa)") == 1 and "client-0 (…client-0)" not in clients
     assert clients.count("client-0 (local-client-0)") == 2  # its name is no longer unique
+
+
+def test_event_list_names_the_client(server, mnist_session):
+    output = table(
+        server, 80, "event", "list", "--session-id", mnist_session["session"], "--level", "warning"
+    )
+    (row,) = rows(output)
+    assert row[1:] == ["warning", "update_rejected", "client-2", "late"]
+    assert DATE.fullmatch(row[0])
+    with server.client() as api:
+        assert as_json(server, "event", "list") == api.get_events()
