@@ -46,11 +46,14 @@ python:
 	@test -n "$(PYTHON_EXE)" || { echo "make: no Python $(or $(PY_WANTED),3.11 or newer) found for PYTHON=$(PYTHON); supported: $(SUPPORTED)" >&2; exit 2; }
 	@case " $(SUPPORTED) " in *" $(PY_VERSION) "*) ;; *) echo "make: $(PYTHON_EXE) is Python $(PY_VERSION); supported: $(SUPPORTED)" >&2; exit 2;; esac
 
+# One line while it installs; pip's own output goes to $(VENV).log, shown only when the install fails.
 $(BIN)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS)) | python
-	$(PYTHON_EXE) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS)) -e '.[test]'
-	touch $@
+	@echo "installing scaleout-edge and its dependencies into $(VENV) (a few minutes the first time; log: $(VENV).log)…"
+	@{ $(PYTHON_EXE) -m venv $(VENV) \
+	  && $(BIN)/pip install --quiet --upgrade pip \
+	  && $(BIN)/pip install --quiet $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS)) -e '.[test]'; \
+	} > $(VENV).log 2>&1 || { tail -n 40 $(VENV).log >&2; echo "make: installing into $(VENV) failed; see $(VENV).log" >&2; exit 1; }
+	@touch $@
 
 $(MONGO_VENV)/.installed: $(wildcard constraints/mongo.txt)
 	@python="$$(tools/find-python --at-least 3.13 $(MONGO_PYTHON))" || { echo "$$MONGO_HELP" >&2; exit 2; }; \

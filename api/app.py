@@ -1,4 +1,4 @@
-"""The FastAPI app: every route under /api/v1, OpenAPI at /docs, the controller on the same loop."""
+"""The FastAPI app: every route under /api/v1, OpenAPI at /docs (offline), the controller on the same loop."""
 
 import asyncio
 import socket
@@ -26,6 +26,7 @@ from scaleout.api import (
 from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
 from scaleout.api.metrics import MetricsMiddleware, app_registry
+from scaleout.api.openapi import create_documented_app
 from scaleout.api.routes_entities import entity_router
 from scaleout.api.settings import ApiSettings
 from scaleout.api.uploads import BodyLimitMiddleware
@@ -73,7 +74,7 @@ def create_app(
     without stores the lifespan opens them by URI and hosts a Controller over them.
     A controller is started and closed by the lifespan, as it needs the server's event loop.
     """
-    app = FastAPI(
+    app = create_documented_app(
         title="scaleout-edge",
         version=__version__,
         description="Sessions, rounds, models, compute packages, clients and combiners of a federation.",
@@ -100,7 +101,8 @@ def create_app(
 
 
 def _add_routes(app: FastAPI) -> None:
-    secured = [Depends(bearer_scheme)] if app.state.settings.token else []
+    # Declared in open mode too: the document describes the API, whichever way this one was started.
+    secured = [Depends(bearer_scheme)]
     app.include_router(routes_health.router, prefix=API_PREFIX)
     # Specific routes before the generic ones, so /packages/active is not taken for an id.
     for router in (

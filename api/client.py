@@ -5,6 +5,7 @@ the server's message, which names what was wrong and the fix.
 """
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,24 @@ class APIError(ScaleoutError):
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(f"HTTP {status_code}: {message}")
         self.status_code = status_code
+        self.message = message
+
+
+class NotTheAPI(APIError):
+    """Something other than a scaleout-edge API answered (a web page, a proxy): the message names it."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        title = re.search(r"<title>\s*(.*?)\s*</title>", response.text[:4096], re.IGNORECASE | re.DOTALL)
+        server = response.headers.get("server")
+        message = (
+            f"{response.request.url} answered HTTP {response.status_code} with {kind}"
+            + (f" ({title.group(1)[:80]})" if title else "")
+            + (f" from {server}" if server else "")
+            + ", not the JSON of a scaleout-edge API: is the API URL right?"
+        )
+        ScaleoutError.__init__(self, message)
+        self.status_code = response.status_code
         self.message = message
 
 
@@ -95,7 +114,11 @@ class APIClient:
 
     # ----- plumbing
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of a JSON route; APIError for an error status, NotTheAPI when it is not JSON."""
         response = self._http.request(method, path, **kwargs)
+        kind = response.headers.get("content-type", "")
+        if not kind.startswith("application/json") and (response.status_code < 400 or "html" in kind):
+            raise NotTheAPI(response)
         if response.status_code >= 400:
             raise APIError(response.status_code, _detail(response))
         return response

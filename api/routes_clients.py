@@ -98,6 +98,9 @@ def add_client(
     settings: deps.SettingsDep,
     caller: deps.PrincipalDep,
 ) -> Any:
+    """Assign the calling client to the least-loaded online combiner and tell it which package and helper to
+    use. 203 when no package is active yet (retry later); 503 when no combiner is online.
+    """
     require_own_client(caller, body.client_id)
     try:
         active = store.packages.active()

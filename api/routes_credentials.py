@@ -108,6 +108,9 @@ def _revoke(store: Statestore, auth: Authenticator | None, id: str, kind: Creden
 
 @router.post("/tokens", response_model=IssuedToken, status_code=201, summary="Issue a client credential")
 def create_token(body: TokenRequest, store: deps.StatestoreDep) -> dict[str, Any]:
+    """Issue a bearer credential bound to one client id; the token is in this answer only (stored as its
+    sha256).
+    """
     credential, token = issue_client_credential(body.name, body.client_id)
     store.credentials.add(credential)
     return {**_info(credential), "token": token}
@@ -115,6 +118,7 @@ def create_token(body: TokenRequest, store: deps.StatestoreDep) -> dict[str, Any
 
 @router.get("/tokens", response_model=CredentialList, summary="Client credentials (never their secrets)")
 def list_tokens(store: deps.StatestoreDep) -> dict[str, Any]:
+    """Every client credential issued, without the tokens themselves."""
     return _list(store, CredentialKind.CLIENT)
 
 
@@ -128,6 +132,9 @@ def revoke_token(id: str, store: deps.StatestoreDep, auth: deps.AuthenticatorDep
     "/enrollments", response_model=IssuedEnrollment, status_code=201, summary="Issue an enrollment secret"
 )
 def create_enrollment(body: EnrollmentRequest, store: deps.StatestoreDep) -> dict[str, Any]:
+    """Issue an enrollment secret that clients exchange for credentials of their own (POST /clients/enroll);
+    the secret is in this answer only.
+    """
     expires_at = utcnow() + timedelta(seconds=body.expires_in)
     credential, secret = issue_enrollment(body.name, body.uses, expires_at)
     store.credentials.add(credential)
@@ -136,6 +143,7 @@ def create_enrollment(body: EnrollmentRequest, store: deps.StatestoreDep) -> dic
 
 @router.get("/enrollments", response_model=CredentialList, summary="Enrollment secrets (never the secrets)")
 def list_enrollments(store: deps.StatestoreDep) -> dict[str, Any]:
+    """Every enrollment secret issued, without the secrets themselves."""
     return _list(store, CredentialKind.ENROLLMENT)
 
 
@@ -153,6 +161,7 @@ def revoke_enrollment(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
     responses={401: {"description": "unknown, revoked, expired or used-up secret"}},
 )
 def enroll(body: EnrollRequest, store: deps.StatestoreDep) -> dict[str, Any]:
+    """Exchange an enrollment secret for a client credential bound to the given client id."""
     enrollment = stored_credential(store, body.secret, CredentialKind.ENROLLMENT)
     if enrollment is None:
         raise HTTPException(401, f"the enrollment secret is unknown, revoked or expired; {ENROLL_HELP}")
@@ -165,4 +174,5 @@ def enroll(body: EnrollRequest, store: deps.StatestoreDep) -> dict[str, Any]:
 
 @router.get("/me", response_model=Identity, summary="Who the caller's credential is: role and client id")
 def whoami(caller: deps.PrincipalDep) -> dict[str, Any]:
+    """The role and client id of the credential this request carries."""
     return {"role": caller.role.value, "client_id": caller.client_id, "name": caller.name}

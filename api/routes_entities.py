@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 from scaleout.api import deps
 from scaleout.store.entities import Entity
@@ -25,12 +25,16 @@ INT64 = {"ge": -(2**63), "le": 2**63 - 1}
 
 
 class Count(BaseModel):
-    count: int
+    count: int = Field(description="records matching every filter")
 
 
 def list_response_model(entity: type[Entity]) -> type[BaseModel]:
     """``{"count": total before paging, "result": [...]}`` for one entity, named for /docs."""
-    return create_model(f"{entity.__name__}List", count=(int, ...), result=(list[entity], ...))
+    return create_model(
+        f"{entity.__name__}List",
+        count=(int, Field(description="records matching every filter, before paging")),
+        result=(list[entity], Field(description="this page of them")),
+    )
 
 
 def filter_dependency(family: str, entity: type[Entity]) -> Callable[..., dict[str, Any]]:
@@ -81,25 +85,44 @@ def entity_router(
     noun = entity.__name__
 
     # Sync endpoints: the statestore blocks, so FastAPI runs these in its threadpool.
-    @router.get("/", response_model=list_response_model(entity), summary=f"List {family}")
+    @router.get(
+        "/",
+        response_model=list_response_model(entity),
+        summary=f"List {family}",
+        description=f"The {family} whose fields equal every filter given, as `count` (all that match) and "
+        "`result` (this page: `limit` from `skip`, ordered by `sort_key`). An unknown filter is a 422 "
+        "naming the filters there are.",
+    )
     def list_items(
         where: Where,
         store: deps.StatestoreDep,
         limit: Annotated[
             int | None, Query(ge=0, le=MAX_LIMIT, description="page size; all if omitted")
         ] = None,
-        skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
+        skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="matches to skip before the page")] = 0,
         sort_key: Annotated[str, Query(description="a scalar field; ids sort in creation order")] = "id",
-        sort_order: Literal["asc", "desc"] = "asc",
+        sort_order: Annotated[
+            Literal["asc", "desc"], Query(description="ascending or descending by sort_key")
+        ] = "asc",
     ) -> dict[str, Any]:
         page = select(store).list(where, sort_key=sort_key, sort_order=sort_order, limit=limit, skip=skip)
         return {"count": page.count, "result": page.items}
 
-    @router.get("/count", response_model=Count, summary=f"Count {family}")
+    @router.get(
+        "/count",
+        response_model=Count,
+        summary=f"Count {family}",
+        description=f"How many {family} match every filter given (the same filters as the list).",
+    )
     def count_items(where: Where, store: deps.StatestoreDep) -> dict[str, int]:
         return {"count": select(store).count(where)}
 
-    @router.get("/{id}", response_model=entity, summary=f"Get one {noun}")
+    @router.get(
+        "/{id}",
+        response_model=entity,
+        summary=f"Get one {noun}",
+        description=f"The {noun} with this id; 404 naming the id when there is none.",
+    )
     def get_item(id: str, store: deps.StatestoreDep) -> Any:
         return select(store).get(id)  # NotFound is answered 404 naming the entity and id (app.py)
 

@@ -21,6 +21,9 @@ PROBE_MODEL_ID = "readiness-probe"
 
 @router.get("/health", summary="Is the API up and its statestore reachable?")
 async def health(store: deps.StatestoreDep) -> JSONResponse:
+    """200 with {"status": "ok"} when the API serves and its statestore answers; 503 naming the statestore's
+    error otherwise. Needs no token.
+    """
     try:
         await asyncio.to_thread(store.ping)
     except Exception as error:  # any backend failure is the answer here, not a 500

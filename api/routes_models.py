@@ -51,6 +51,7 @@ def upload_seed_model(
 
 @router.get("/{id}/download", summary="Download a model's bytes", response_class=StreamingResponse)
 def download_model(id: str, store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
+    """The model's bytes (.npz) from the model repository."""
     model = store.models.get(id)
     stream = repository.open_model(model.id)
     return stream_object(stream, repository.model_size(model.id), f"{model.id}.npz")
@@ -66,6 +67,7 @@ def model_ancestors(
     ] = None,
     reverse: Annotated[bool, Query(description="seed first instead (FEDn's X-Reverse)")] = False,
 ) -> dict[str, Any]:
+    """The models this one was trained from, parent first, back to the seed."""
     models = store.models.ancestors(id)[:limit]
     if include_self:
         models = [store.models.get(id), *models]
@@ -76,5 +78,6 @@ def model_ancestors(
 
 @router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
 def model_descendants(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
+    """Every model trained from this one, directly or not, oldest first."""
     models = store.models.descendants(id)
     return {"count": len(models), "result": models}

@@ -72,16 +72,19 @@ def upload_package(
 
 @router.get("/active", response_model=Package, summary="The active compute package")
 def get_active_package(store: deps.StatestoreDep) -> Package:
+    """The record of the package clients run now. 404 when none was uploaded."""
     return active_package(store)
 
 
 @router.get("/checksum", response_model=Checksum, summary="sha256 of the active package's tarball")
 def get_package_checksum(store: deps.StatestoreDep) -> dict[str, str]:
+    """sha256 of the active package's tarball, which clients compare before downloading."""
     return {"checksum": active_package(store).sha256}
 
 
 @router.get("/download", summary="Download the active package's tarball", response_class=StreamingResponse)
 def download_package(store: deps.StatestoreDep, repository: deps.RepositoryDep) -> StreamingResponse:
+    """The active package's tarball as bytes."""
     package = active_package(store)
     stream = repository.open_package(package.id)
     return stream_object(stream, package.size, package.file_name)

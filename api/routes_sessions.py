@@ -114,7 +114,8 @@ def _fedn_session_request(
 def create_session(
     body: compat.session_body(SessionRequest), store: deps.StatestoreDep, settings: deps.SettingsDep
 ) -> Session:
-    """Takes our body or FEDn's (``seed_model_id`` and ``session_config``)."""
+    """Record a session with its config; it runs only once started (POST /sessions/{id}/start). Takes our
+    body or FEDn's (``seed_model_id`` and ``session_config``)."""
     if isinstance(body, compat.FednSessionRequest):
         body = _fedn_session_request(store, settings, body)
     return store.sessions.add(_new_session(store, body))
@@ -127,8 +128,9 @@ async def create_and_start_session(
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
-    """Takes our body (create and start), or FEDn's ``{session_id, rounds, round_timeout}`` (start that
-    Created session with those rounds)."""
+    """Create a session and start it at once. 409 when another session is Started; 400 when there is no seed
+    model and none is named. Also takes FEDn's ``{session_id, rounds, round_timeout}``: start that Created
+    session with those rounds."""
     if isinstance(body, compat.FednStartRequest):
         session = await asyncio.to_thread(_with_fedn_rounds, store, body)
         return await _start(store, lock, controller, session, is_new=False)
@@ -152,6 +154,9 @@ async def start_session(
     lock: deps.SessionLockDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """Start a session that was created and never ran. 409 when it is not Created or another session is
+    Started.
+    """
     session = await asyncio.to_thread(store.sessions.get, id)
     return await _start(store, lock, controller, session, is_new=False)
 
@@ -162,6 +167,9 @@ async def stop_session(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> Session:
+    """End a Created or Started session as Terminated; its running round fails "stopped". 409 when it already
+    ended.
+    """
     session = await asyncio.to_thread(store.sessions.get, id)
     if session.status in ENDED:
         raise HTTPException(409, f"session {id!r} already ended: it is {session.status.value}")
@@ -194,6 +202,9 @@ async def session_progress(
     store: deps.StatestoreDep,
     controller: deps.ControllerDep,
 ) -> dict[str, Any]:
+    """The running round of the session, live from the controller: stage, clients selected, updates received
+    and rejected, seconds elapsed. `progress` is null between rounds or when no controller runs it.
+    """
     await asyncio.to_thread(store.sessions.get, id)
     live = controller.progress(id) if controller is not None else None
     return {"session_id": id, "progress": live}

@@ -47,7 +47,7 @@ def commit_round(
         ancestors=[parent.id, *parent.ancestors],
         session_id=session.id,
         round_id=round_id,
-        name=f"{session.name or session.id} round {index}",
+        name=f"{session.name or session.id} round {index + 1}",
         size=size,
         sha256=sha256,
     )

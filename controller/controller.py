@@ -191,13 +191,13 @@ class Controller:
             await record_event(
                 self.statestore,
                 "round_failed",
-                f"round {record.index} {INTERRUPTED}",
+                f"round {record.index + 1} {INTERRUPTED}",
                 EventLevel.WARNING,
                 session_id=session.id,
                 round_id=record.id,
             )
         message = (
-            f"session {session.name!r} resumed by controller {self.owner} at round {session.rounds_done} "
+            f"session {session.name!r} resumed by controller {self.owner} at round {session.rounds_done + 1} "
             f"of {session.config.rounds} (resumed {session.resumed} time(s); previous controller: {previous})"
         )
         await record_event(

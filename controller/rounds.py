@@ -168,7 +168,8 @@ class RoundRunner:
         try:
             await self._shielded(self.lease.fence, index)
             await self._shielded(self.ctx.statestore.rounds.add, record)
-            await self._event("round_started", f"round {index} started (attempt {attempt + 1})", record.id)
+            started = f"round {index + 1} started (attempt {attempt + 1})"
+            await self._event("round_started", started, record.id)
             return await self._train_and_commit(record, parent)
         except asyncio.CancelledError:
             await self._record_stopped(record)
@@ -205,7 +206,7 @@ class RoundRunner:
         warnings = [o.error for o in self._outcomes if o.error]
         note = f"; ignored: {'; '.join(warnings)}" if warnings else ""
         await self._event(
-            "round_finished", f"round {record.index} committed model {model.id}{note}", record.id
+            "round_finished", f"round {record.index + 1} committed model {model.id}{note}", record.id
         )
         if self.session.config.validate_models:
             await self._validate(record, model, [a.participant for a in assignments])
@@ -283,7 +284,8 @@ class RoundRunner:
         for outcome in outcomes:
             if outcome.ok:
                 stored = outcome.result.validations
-                message = f"combiner {outcome.combiner_id} stored {stored} validation(s) of model {model.id}"
+                who = combiner_label(outcome.combiner_id)
+                message = f"{who} stored {stored} validation(s) of model {model.id}"
                 await self._event("validation_finished", message, record.id, combiner_id=outcome.combiner_id)
             else:
                 await self._event(
@@ -332,7 +334,7 @@ class RoundRunner:
         await asyncio.to_thread(self.ctx.statestore.rounds.update, record.id, changes)
         await self._discard_partials()
         await self._event(
-            "round_failed", f"round {record.index} failed: {error}", record.id, EventLevel.ERROR
+            "round_failed", f"round {record.index + 1} failed: {error}", record.id, EventLevel.ERROR
         )
         return RoundOutcome(record.id, error=error)
 
@@ -352,7 +354,8 @@ class RoundRunner:
         changes = {**self._results(), "status": RoundStatus.FAILED, "error": STOPPED, "finished_at": utcnow()}
         await asyncio.to_thread(self.ctx.statestore.rounds.update, record.id, changes)
         await self._discard_partials()
-        await self._event("round_failed", f"round {record.index} {STOPPED}", record.id, EventLevel.WARNING)
+        stopped = f"round {record.index + 1} {STOPPED}"
+        await self._event("round_failed", stopped, record.id, EventLevel.WARNING)
 
     async def _discard_partials(self) -> None:
         """Combiner models of a round that did not commit are not in any trail; free their bytes."""
@@ -408,6 +411,11 @@ def _client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> Clien
         meta=_meta(client.meta),
         received_at=client.received_at.ToDatetime(UTC) if client.HasField("received_at") else None,
     )
+
+
+def combiner_label(combiner_id: str) -> str:
+    """How events name a combiner: "combiner eu-1", but a combiner named "combiner-1" is not said twice."""
+    return combiner_id if combiner_id.startswith("combiner") else f"combiner {combiner_id}"
 
 
 def _meta(text: str) -> dict[str, Any]:

@@ -115,14 +115,15 @@ class SessionRunner:
                     else f"retry_timeout of {config.retry_timeout:g} s"
                 )
                 raise RoundFailed(
-                    f"round {index} failed after {attempt + 1} attempt(s) ({spent} spent): {outcome.error}"
+                    f"round {index + 1} failed after {attempt + 1} attempt(s) ({spent} spent): "
+                    f"{outcome.error}"
                 )
             delay = min(self.ctx.settings.retry_backoff(attempt), left)
             await record_event(
                 self.ctx.statestore,
                 "round_retry",
-                f"retrying round {index} in {delay:g} s ({attempt + 1} of {config.round_retries} retries, "
-                f"{left:g} s of retry_timeout left)",
+                f"retrying round {index + 1} in {delay:g} s "
+                f"({attempt + 1} of {config.round_retries} retries, {left:g} s of retry_timeout left)",
                 EventLevel.WARNING,
                 session_id=self.session.id,
                 round_id=outcome.round_id,

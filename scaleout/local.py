@@ -23,7 +23,7 @@ import uvicorn
 
 from scaleout.api.app import create_app
 from scaleout.api.client import ENDED, APIClient, APIError
-from scaleout.api.settings import ApiSettings
+from scaleout.api.settings import DEFAULT_PORT, ApiSettings
 from scaleout.client.dispatcher import Dispatcher
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
@@ -31,7 +31,7 @@ from scaleout.controller import Controller, ControllerSettings
 from scaleout.errors import ScaleoutError
 from scaleout.seed import build_seed
 from scaleout.store import open_model_repository, open_statestore
-from scaleout.store.uri import S3Credentials
+from scaleout.store.uri import S3Credentials, work_dir_models_uri, work_dir_statestore_uri
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,36 @@ class LocalSettings:
     validate: bool = True
     env_dir: Path | None = None  # python_env venv cache for the seed build and the clients; None: default
     startup_timeout: float = 900.0  # the first client may build the package's python_env
+    port: int = DEFAULT_PORT  # the API's and dashboard's port when free, else any free one
+    serve: bool = False  # keep the API, dashboard and federation up after the session until Ctrl-C
 
     @property
     def db_uri(self) -> str:
-        return self.db or f"sqlite:///{self.work_dir.resolve() / 'statestore.db'}"
+        return self.db or work_dir_statestore_uri(self.work_dir)
 
     @property
     def models_uri(self) -> str:
-        return self.models or f"file://{self.work_dir.resolve() / 'models'}"
+        return self.models or work_dir_models_uri(self.work_dir)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listen_socket(preferred: int) -> socket.socket:
+    """A socket bound on 127.0.0.1 to `preferred` when that port is free, else to any free port.
+
+    Bound here and handed to uvicorn, so no other process can take the port between choice and use.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is still free
+    try:
+        sock.bind(("127.0.0.1", preferred))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -98,11 +114,17 @@ class LocalFederation:
 
     settings: LocalSettings
     on_status: Callable[[dict[str, Any]], None] = lambda status: None
+    # Called with the session's id once it has ended, before --serve keeps everything up.
+    on_session_end: Callable[[str], None] = lambda session_id: None
     clients: list[ClientProcess] = field(default_factory=list)
     session_id: str | None = None
 
     async def run(self) -> str:
-        """Run a session to its end and return its id; everything is stopped on the way out."""
+        """Run a session to its end and return its id; everything is stopped on the way out.
+
+        With `serve`, the API, dashboard, combiner and clients stay up after the session until
+        SIGINT/SIGTERM.
+        """
         work = self.settings.work_dir.resolve()
         work.mkdir(parents=True, exist_ok=True)
         stop = asyncio.Event()
@@ -114,7 +136,8 @@ class LocalFederation:
             open_model_repository, self.settings.models_uri, self.settings.s3_credentials
         )
         controller = Controller(statestore, repository, ControllerSettings(work_dir=str(work / "controller")))
-        api_port = free_port()
+        listener = listen_socket(self.settings.port)
+        api_port = listener.getsockname()[1]
         app = create_app(
             ApiSettings(port=api_port, db_uri=self.settings.db_uri, models_uri=self.settings.models_uri),
             statestore,
@@ -133,18 +156,24 @@ class LocalFederation:
             statestore,
             repository,
         )
-        serving = asyncio.create_task(server.serve(), name="api")
+        serving = asyncio.create_task(server.serve(sockets=[listener]), name="api")
         api = APIClient("127.0.0.1", api_port)
         try:
             await self._wait_for_api(server, serving)
+            self.on_status({"stage": "listening", "url": f"http://127.0.0.1:{api_port}/"})
             await combiner.start()
             await self._prepare(api, work)
             self._start_clients(api_port, work)
             await self._wait_for_clients(combiner, stop)
             self.session_id = await self._run_session(api, controller, stop)
+            self.on_session_end(self.session_id)
+            if self.settings.serve:
+                self.on_status({"stage": "serving", "url": f"http://127.0.0.1:{api_port}/"})
+                await stop.wait()
             return self.session_id
         finally:
             await self._shutdown(api, combiner, server, serving)
+            listener.close()
             await asyncio.to_thread(statestore.close)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

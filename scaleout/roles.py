@@ -131,6 +131,7 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/favicon.ico"): PUBLIC,
     ("GET", "/docs"): DOCS,
     ("GET", "/docs/oauth2-redirect"): DOCS,
+    ("GET", "/docs/assets/{path:path}"): DOCS,  # Swagger UI's and Redoc's scripts, served offline
     ("GET", "/redoc"): DOCS,
     ("GET", "/openapi.json"): DOCS,
     # Prometheus metrics: counts of clients, rounds and traffic are the federation's business, and the

@@ -14,6 +14,16 @@ DEFAULT_STATESTORE_URI = "sqlite:///.scaleout/statestore.db"
 DEFAULT_MODEL_REPOSITORY_URI = "file://.scaleout/models"
 
 
+def work_dir_statestore_uri(work_dir: Path) -> str:
+    """The statestore of a work folder as `scaleout local` lays it out (and `--work-dir` opens it)."""
+    return f"sqlite:///{work_dir.resolve() / 'statestore.db'}"
+
+
+def work_dir_models_uri(work_dir: Path) -> str:
+    """The model repository of a work folder as `scaleout local` lays it out."""
+    return f"file://{work_dir.resolve() / 'models'}"
+
+
 class InvalidURI(ScaleoutError):
     """A storage URI has an unknown scheme or is missing a part."""
 

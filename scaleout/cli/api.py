@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import click
 
 from scaleout.api.settings import ApiSettings
-from scaleout.cli.common import configure_logging, log_format_option, log_level_option, storage_options
+from scaleout.cli.common import (
+    configure_logging,
+    log_format_option,
+    log_level_option,
+    storage_options,
+    stores_of,
+)
 from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.store.uri import S3Credentials
 from scaleout.tls import ClientTLS, ServerTLS, warn_if_exposed
@@ -38,6 +45,14 @@ def api_group() -> None:
     help="Port to listen on (env SCALEOUT_API_PORT).",
 )
 @storage_options
+@click.option(
+    "--work-dir",
+    envvar="SCALEOUT_API_WORK_DIR",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Serve the statestore and models of this folder, e.g. one `scaleout local --work-dir` ran in "
+    "(its statestore.db and models/); --db and --models still win (env SCALEOUT_API_WORK_DIR).",
+)
 @click.option(
     "--token",
     envvar="SCALEOUT_API_TOKEN",
@@ -109,6 +124,7 @@ def start(
     port: int,
     db_uri: str,
     models_uri: str,
+    work_dir: Path | None,
     token: str | None,
     controller_token: str | None,
     public_docs: bool,
@@ -131,6 +147,7 @@ def start(
 
     from scaleout.api.app import create_app
 
+    db_uri, models_uri = stores_of(work_dir, db_uri, models_uri)
     settings = ApiSettings(
         host=host,
         port=port,

@@ -14,7 +14,7 @@ import click
 from scaleout.cli.common import configure_logging, env_dir_option, log_level_option, user_errors
 from scaleout.cli.credentials import enrollment_group, token_group
 from scaleout.cli.remote import Remote, api_options
-from scaleout.cli.tables import Column, console, field, records_table, short_id, when
+from scaleout.cli.tables import ALWAYS, HIGH, LOW, Column, field, print_records, short_id, when
 from scaleout.cli.tls import client_tls_options
 from scaleout.client.settings import ClientSettings, validate_client_id
 from scaleout.tls import ClientTLS
@@ -263,14 +263,14 @@ def list_clients(remote: Remote) -> None:
     """The clients known to the API: status, combiner, when last seen."""
     with remote.connect() as api:
         clients = api.get_clients()
-    remote.emit(clients, lambda: console().print(records_table("clients", clients["result"], COLUMNS)))
+    remote.emit(clients, lambda: print_records("clients", clients["result"], COLUMNS))
 
 
 COLUMNS = [
-    Column("id", field("id", short_id)),
-    Column("name", field("name")),
-    Column("status", field("status")),
-    Column("combiner", field("combiner_id", short_id)),
-    Column("package", lambda c: (c.get("package_checksum") or "")[:12]),
-    Column("last seen", field("last_seen", when)),
+    Column("id", field("id", short_id), keep=LOW),
+    Column("name", field("name"), keep=ALWAYS),
+    Column("status", field("status"), keep=ALWAYS),
+    Column("combiner", field("combiner_id", short_id), keep=HIGH),
+    Column("package", lambda c: (c.get("package_checksum") or "")[:12], keep=LOW),
+    Column("last seen", field("last_seen", when), keep=HIGH),
 ]

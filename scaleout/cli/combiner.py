@@ -15,10 +15,11 @@ from scaleout.cli.common import (
     log_format_option,
     log_level_option,
     storage_options,
+    stores_of,
     user_errors,
 )
 from scaleout.cli.remote import Remote, api_options
-from scaleout.cli.tables import Column, console, field, records_table, when
+from scaleout.cli.tables import ALWAYS, Column, field, print_records, when
 from scaleout.cli.tls import client_tls_options, server_tls_options
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.store.uri import S3Credentials
@@ -100,7 +101,9 @@ def combiner_group() -> None:
     envvar="SCALEOUT_COMBINER_WORK_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where staged models and spooled updates go (default .scaleout/combiner/NAME).",
+    help="The folder of its stores, as `scaleout local --work-dir` lays it out (statestore.db and "
+    "models/, unless --db/--models are given), and of its staged models and spooled updates "
+    "(DIR/combiner/NAME) [default: .scaleout].",
 )
 @click.option(
     "--max-model-size",
@@ -199,6 +202,7 @@ def start(
     from scaleout.store import validate_id
 
     configure_logging(log_level, log_format)
+    db_uri, models_uri = stores_of(work_dir, db_uri, models_uri)
     with user_errors():
         validate_id(name)  # the name is the combiner's id and names its work folder
         settings = CombinerSettings(
@@ -212,7 +216,7 @@ def start(
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
             registry_interval=registry_interval,
-            work_dir=work_dir or Path(".scaleout") / "combiner" / name,
+            work_dir=(work_dir or Path(".scaleout")) / "combiner" / name,
             max_model_size=max_model_size,
             max_num_examples=max_num_examples,
             s3_credentials=S3Credentials.from_env(os.environ),
@@ -324,13 +328,13 @@ def list_combiners(remote: Remote) -> None:
     """The combiners registered with the API, and how many clients each serves."""
     with remote.connect() as api:
         combiners = api.get_combiners()
-    remote.emit(combiners, lambda: console().print(records_table("combiners", combiners["result"], COLUMNS)))
+    remote.emit(combiners, lambda: print_records("combiners", combiners["result"], COLUMNS))
 
 
 COLUMNS = [
-    Column("name", field("name")),
+    Column("name", field("name"), keep=ALWAYS),
     Column("address", lambda c: f"{c.get('address', '')}:{c.get('port', '')}"),
-    Column("status", field("status")),
+    Column("status", field("status"), keep=ALWAYS),
     Column("clients", field("client_count"), "right"),
     Column("last seen", field("last_seen", when)),
 ]

@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from scaleout import logs
 from scaleout.client.python_env import default_env_dir
 from scaleout.errors import ScaleoutError
 from scaleout.logs import FORMATS
-from scaleout.store.uri import DEFAULT_MODEL_REPOSITORY_URI, DEFAULT_STATESTORE_URI
+from scaleout.store.uri import (
+    DEFAULT_MODEL_REPOSITORY_URI,
+    DEFAULT_STATESTORE_URI,
+    work_dir_models_uri,
+    work_dir_statestore_uri,
+)
 
 
 @contextlib.contextmanager
@@ -53,6 +59,22 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Statestore URI: sqlite:///path or mongodb://host:port/database (env SCALEOUT_DB).",
     )(command)
+
+
+def stores_of(work_dir: Path | None, db_uri: str, models_uri: str) -> tuple[str, str]:
+    """The statestore and repository URIs: --db and --models where given (flag, env or config file),
+    else those of the --work-dir folder as `scaleout local` lays it out, else the defaults."""
+    if work_dir is None:
+        return db_uri, models_uri
+    context = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return context.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+    return (
+        db_uri if given("db_uri") else work_dir_statestore_uri(work_dir),
+        models_uri if given("models_uri") else work_dir_models_uri(work_dir),
+    )
 
 
 log_level_option = click.option(

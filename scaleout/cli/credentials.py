@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from scaleout.cli.remote import Remote, api_options
-from scaleout.cli.tables import Column, console, field, records_table, when
+from scaleout.cli.tables import Column, field, print_records, when
 
 DAY = 86400.0
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
@@ -61,7 +61,7 @@ def list_tokens(remote: Remote) -> None:
     """Every client credential (never its secret), revoked ones too."""
     with remote.connect() as api:
         tokens = api.get_client_tokens()
-    remote.emit(tokens, lambda: console().print(records_table("client tokens", tokens["result"], TOKENS)))
+    remote.emit(tokens, lambda: print_records("client tokens", tokens["result"], TOKENS))
 
 
 @token_group.command("revoke")
@@ -104,9 +104,7 @@ def list_enrollments(remote: Remote) -> None:
     """Every enrollment secret (never the secret): uses left, expiry, revocation."""
     with remote.connect() as api:
         rows = api.get_enrollments()
-    remote.emit(
-        rows, lambda: console().print(records_table("enrollment secrets", rows["result"], ENROLLMENTS))
-    )
+    remote.emit(rows, lambda: print_records("enrollment secrets", rows["result"], ENROLLMENTS))
 
 
 @enrollment_group.command("revoke")

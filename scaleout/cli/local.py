@@ -1,10 +1,13 @@
 """`scaleout local PACKAGE_DIR`: a whole federation on this machine, live progress, a metrics table."""
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -12,11 +15,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from scaleout.api.settings import DEFAULT_PORT
+from scaleout.cli import tables
 from scaleout.cli.common import env_dir_option, user_errors
-from scaleout.cli.tables import console as wide_console
-from scaleout.cli.tables import rounds_table
 from scaleout.store import open_statestore
 from scaleout.store.uri import S3Credentials
+
+if TYPE_CHECKING:
+    from scaleout.local import LocalSettings
 
 console = Console()
 
@@ -44,10 +50,26 @@ console = Console()
     "--models", envvar="SCALEOUT_MODELS", help="Model repository URI (default: files in --work-dir)."
 )
 @click.option(
-    "--round-timeout", type=click.FloatRange(min=0, min_open=True), default=180.0, show_default=True
+    "--round-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=180.0,
+    show_default=True,
+    help="Seconds a round may take before it fails with the updates it has (raise it for slow packages).",
 )
 @click.option("--min-clients", type=click.IntRange(1), help="Updates a round needs (default: all clients).")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The API's and dashboard's port on 127.0.0.1 when free (else any free port; the URL is printed).",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the API, dashboard and federation up after the session, until Ctrl-C.",
+)
 @env_dir_option
 def local_command(
     package_dir: Path,
@@ -60,14 +82,17 @@ def local_command(
     round_timeout: float,
     min_clients: int | None,
     validate: bool,
+    port: int,
+    serve: bool,
     env_dir: Path,
 ) -> None:
     """Run a session of ROUNDS rounds on PACKAGE_DIR with CLIENTS local clients.
 
     API, controller and one combiner run in this process; each client is its own process with its own
-    data partition (SCALEOUT_DATA_PARTITION). Ctrl-C stops everything cleanly.
+    data partition (SCALEOUT_DATA_PARTITION). The dashboard's URL is printed at the start; with
+    --serve it stays up after the session. Ctrl-C stops everything cleanly.
     """
-    from scaleout.local import LocalFederation, LocalSettings
+    from scaleout.local import LocalFederation, LocalSettings  # the servers: imported when run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = LocalSettings(
@@ -83,22 +108,110 @@ def local_command(
         min_clients=min_clients,
         validate=validate,
         env_dir=env_dir,
+        port=port,
+        serve=serve,
     )
-    with user_errors(), Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as live:
-        federation = LocalFederation(settings, on_status=lambda status: live.update(render_status(status)))
-        session_id = asyncio.run(federation.run())
+    progress = Progress()
+    outcome: list[str] = []  # the ended session's status, set by report()
+
+    def report(session_id: str) -> None:
+        progress.close()
+        outcome.append(print_results(settings, session_id))
+
+    with user_errors(), progress:
+        federation = LocalFederation(settings, on_status=progress.update, on_session_end=report)
+        asyncio.run(federation.run())
+    if outcome != ["Finished"]:
+        raise SystemExit(1)
+
+
+def print_results(settings: "LocalSettings", session_id: str) -> str:
+    """The metrics table and the session's outcome; returns its status."""
     store = open_statestore(settings.db_uri)
     try:
-        wide_console().print(results_table(store, session_id))  # 200 columns when piped: no folding
+        out = tables.console()
+        out.print(results_table(store, session_id, out.width))
         session = store.sessions.get(session_id)
     finally:
         store.close()
-    console.print(f"Session {session_id}: {session.status} ({session.rounds_done}/{rounds} rounds).")
+    total = settings.rounds
+    console.print(f"Session {session_id}: {session.status} ({session.rounds_done}/{total} rounds).")
     if session.error:
         console.print(f"[red]{session.error}[/red]")
-    console.print(f"The statestore and models are kept in {work_dir}/ for inspection.")
-    if session.status != "Finished":
-        raise SystemExit(1)
+    console.print(f"The statestore and models are kept in {settings.work_dir}/ for inspection.")
+    if not settings.serve and settings.db is None and settings.models is None:
+        console.print(
+            f"Next, see it in the dashboard: {invoked_as()} api start --work-dir {settings.work_dir}, "
+            f"then open http://127.0.0.1:{DEFAULT_PORT}/ (or run `scaleout local` with --serve).",
+            soft_wrap=True,
+        )
+    return session.status
+
+
+def invoked_as() -> str:
+    """How to type this CLI again: `scaleout` when that is on PATH, else the path it was run by
+    (`.venv/bin/scaleout` under `make demo`)."""
+    program = Path(sys.argv[0])
+    on_path = shutil.which(program.name)
+    if on_path and Path(on_path).resolve() == program.resolve():
+        return program.name
+    with contextlib.suppress(ValueError):
+        return str(program.resolve().relative_to(Path.cwd()))
+    return str(program)
+
+
+class Progress:
+    """The federation's progress: a live table in a terminal, one line per change when piped."""
+
+    def __init__(self) -> None:
+        self.live = Live(Text("starting"), console=console, refresh_per_second=8, transient=True)
+        self.last_line = ""
+        self.rounds_done: int | None = None  # piped: the rounds done last printed
+        self.closed = False
+
+    def __enter__(self) -> "Progress":
+        if console.is_terminal:
+            self.live.start()
+        else:
+            console.print("starting the federation")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.live.stop()
+
+    def update(self, status: dict[str, Any]) -> None:
+        stage = status.get("stage")
+        if stage == "listening":
+            console.print(f"Dashboard: {status['url']}   API docs: {status['url']}docs")
+        elif stage == "serving":
+            console.print(f"Serving the dashboard at {status['url']} until Ctrl-C.")
+        elif self.closed:
+            return
+        elif console.is_terminal:
+            self.live.update(render_status(status))
+        else:
+            self.print_line(status)
+
+    def print_line(self, status: dict[str, Any]) -> None:
+        """Piped: a line per stage, then one per round as it ends (not the sub-second updates)."""
+        if status.get("stage") == "session":
+            session = status["session"]
+            done, total = session["rounds_done"], session["config"]["rounds"]
+            if done == self.rounds_done:
+                return
+            started = self.rounds_done is None
+            self.rounds_done = done
+            line = f"session {session['id']}: {total} rounds" if started else f"round {done}/{total} done"
+        else:
+            line = str(render_status(status))
+        if line != self.last_line:
+            self.last_line = line
+            console.print(line, soft_wrap=True)
 
 
 def render_status(status: dict[str, Any]) -> Text | Table:
@@ -127,10 +240,10 @@ def render_status(status: dict[str, Any]) -> Text | Table:
     return table
 
 
-def results_table(store: Any, session_id: str) -> Table:
+def results_table(store: Any, session_id: str, width: int) -> Table:
     """Per round: status, updates, examples, time and the clients' mean validation metrics."""
     rounds = store.rounds.list({"session_id": session_id}, sort_key="index").items
     validations = store.validations.list({"session_id": session_id}).items
-    return rounds_table(
-        [r.model_dump(mode="json") for r in rounds], [v.model_dump(mode="json") for v in validations]
+    return tables.rounds_table(
+        [r.model_dump(mode="json") for r in rounds], [v.model_dump(mode="json") for v in validations], width
     )

@@ -59,3 +59,6 @@ cli.add_command(init_command)
 from scaleout.cli.certs import certs_group  # noqa: E402
 
 cli.add_command(certs_group)
+from scaleout.cli.event import event_group  # noqa: E402
+
+cli.add_command(event_group)

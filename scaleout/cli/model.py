@@ -6,19 +6,31 @@ from pathlib import Path
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, resolve_id
-from scaleout.cli.tables import Column, console, field, key_value_table, records_table, short_id, size, when
+from scaleout.cli.remote import Remote, api_options, filter_id, resolve_id
+from scaleout.cli.tables import (
+    ALWAYS,
+    HIGH,
+    LOW,
+    Column,
+    console,
+    field,
+    key_value_table,
+    print_records,
+    short_id,
+    size,
+    when,
+)
 from scaleout.compute_package import sha256_file
 
 MODEL_COLUMNS = [
-    Column("id", field("id", short_id)),
-    Column("name", field("name")),
-    Column("session", field("session_id", short_id)),
-    Column("round", field("round_id", short_id)),
+    Column("id", field("id", short_id), keep=ALWAYS),
+    Column("name", field("name"), keep=HIGH),
+    Column("session", field("session_id", short_id), keep=LOW),
+    Column("round", field("round_id", short_id), keep=LOW),
     Column("parent", field("parent_id", short_id)),
     Column("size", field("size", size), "right"),
-    Column("sha256", lambda m: m.get("sha256", "")[:12]),
-    Column("committed", field("committed_at", when)),
+    Column("sha256", lambda m: m.get("sha256", "")[:12], keep=LOW),
+    Column("committed", field("committed_at", when), keep=HIGH),
 ]
 
 
@@ -33,9 +45,9 @@ def model_group() -> None:
 def list_models(remote: Remote, session_id: str | None) -> None:
     """Every model, oldest first: seeds have no session, each round's model names its parent."""
     with remote.connect() as api:
-        session_id = resolve_id(api, "sessions", session_id) if session_id else None
+        session_id = filter_id(api, "sessions", session_id)
         models = api.get_models(session_id=session_id)
-    remote.emit(models, lambda: console().print(records_table("models", models["result"], MODEL_COLUMNS)))
+    remote.emit(models, lambda: print_records("models", models["result"], MODEL_COLUMNS))
 
 
 @model_group.command("show")
@@ -90,4 +102,9 @@ def upload(remote: Remote, path: Path, name: str | None) -> None:
     with remote.connect() as api:
         model_id = api.set_active_model(path, name=name)
         model = api.get_model(model_id) if remote.as_json else {"id": model_id}
-    remote.emit(model, lambda: click.echo(model_id))
+    remote.emit(
+        model,
+        lambda: click.echo(
+            f"Uploaded {path.name} as model {model_id}; the next session without --model-id starts from it."
+        ),
+    )

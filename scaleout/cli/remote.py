@@ -143,3 +143,15 @@ def resolve_id(api: APIClient, family: str, given: str) -> str:
     if len(ids) > 1:
         raise click.ClickException(f"{given!r} matches {len(ids)} {family}; give more of the id")
     return ids[0] if ids else tail
+
+
+def filter_id(api: APIClient, family: str, given: str | None) -> str | None:
+    """The full id for a --FAMILY-id filter, which must name a record: a filter on an id that matches
+    nothing would list nothing and look like an empty federation."""
+    if given is None:
+        return None
+    resolved = resolve_id(api, family, given)
+    if api.count_entities(family, id=resolved) == 0:
+        noun = family.removesuffix("s")
+        raise click.ClickException(f"no {noun} has the id {given!r}; `scaleout {noun} list` shows them")
+    return resolved

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, resolve_id
-from scaleout.cli.tables import Column, console, duration, field, records_table, short_id, when
+from scaleout.cli.remote import Remote, api_options, filter_id
+from scaleout.cli.tables import (
+    ALWAYS,
+    HIGH,
+    LOW,
+    Column,
+    example_count,
+    field,
+    print_records,
+    rejected_count,
+    round_number,
+    round_seconds,
+    short_id,
+    update_count,
+    when,
+)
 
 ROUND_COLUMNS = [
-    Column("id", field("id", short_id)),
-    Column("session", field("session_id", short_id)),
-    Column("round", lambda r: str(r["index"] + 1), "right"),
-    Column("status", field("status")),
-    Column("updates", lambda r: str(len(r.get("clients", []))), "right"),
-    Column("rejected", lambda r: str(len(r.get("rejected", []))), "right"),
-    Column("examples", lambda r: str(sum(c.get("num_examples", 0) for c in r.get("clients", []))), "right"),
-    Column("seconds", lambda r: duration(r.get("started_at"), r.get("finished_at")), "right"),
-    Column("model", field("model_id", short_id)),
-    Column("started", field("started_at", when)),
-    Column("error", lambda r: r.get("error") or ""),
+    Column("id", field("id", short_id), keep=LOW),
+    Column("session", field("session_id", short_id), keep=HIGH),
+    Column("round", round_number, "right", ALWAYS),
+    Column("status", field("status"), keep=ALWAYS),
+    Column("updates", update_count, "right", HIGH),
+    Column("rejected", rejected_count, "right"),
+    Column("examples", example_count, "right", LOW),
+    Column("seconds", round_seconds, "right"),
+    Column("model", field("model_id", short_id), keep=LOW),
+    Column("started", field("started_at", when), keep=LOW),
+    Column("error", lambda r: r.get("error") or "", keep=HIGH, flexible=True),
 ]
 
 
@@ -33,6 +47,6 @@ def round_group() -> None:
 def list_rounds(remote: Remote, session_id: str | None) -> None:
     """Every round, oldest first (round numbers count from 1 within their session)."""
     with remote.connect() as api:
-        session_id = resolve_id(api, "sessions", session_id) if session_id else None
+        session_id = filter_id(api, "sessions", session_id)
         rounds = api.get_rounds(session_id=session_id)
-    remote.emit(rounds, lambda: console().print(records_table("rounds", rounds["result"], ROUND_COLUMNS)))
+    remote.emit(rounds, lambda: print_records("rounds", rounds["result"], ROUND_COLUMNS))

@@ -14,11 +14,14 @@ from rich.text import Text
 from scaleout.api.client import ENDED, APIClient, SessionTimeout
 from scaleout.cli.remote import Remote, api_options, resolve_id
 from scaleout.cli.tables import (
+    ALWAYS,
+    HIGH,
+    LOW,
     Column,
     console,
     field,
     key_value_table,
-    records_table,
+    print_records,
     rounds_table,
     short_id,
     when,
@@ -210,17 +213,17 @@ def print_report(report: dict[str, Any]) -> None:
         )
     )
     out.print(key_value_table("config", session["config"]))
-    out.print(rounds_table(report["rounds"]["result"], report["validations"]["result"]))
+    out.print(rounds_table(report["rounds"]["result"], report["validations"]["result"], out.width))
 
 
 SESSION_COLUMNS = [
-    Column("id", field("id", short_id)),
-    Column("name", field("name")),
-    Column("status", field("status")),
-    Column("rounds", lambda s: f"{s['rounds_done']}/{s['config']['rounds']}", "right"),
+    Column("id", field("id", short_id), keep=HIGH),
+    Column("name", field("name"), keep=ALWAYS),
+    Column("status", field("status"), keep=ALWAYS),
+    Column("rounds", lambda s: f"{s['rounds_done']}/{s['config']['rounds']}", "right", HIGH),
     Column("aggregator", lambda s: s["config"]["aggregator"]),
-    Column("seed model", field("seed_model_id", short_id)),
-    Column("started", field("started_at", when)),
+    Column("seed model", field("seed_model_id", short_id), keep=LOW),
+    Column("started", field("started_at", when), keep=HIGH),
     Column("finished", field("finished_at", when)),
 ]
 
@@ -231,9 +234,7 @@ def list_sessions(remote: Remote) -> None:
     """Every session, oldest first."""
     with remote.connect() as api:
         sessions = api.get_sessions()
-    remote.emit(
-        sessions, lambda: console().print(records_table("sessions", sessions["result"], SESSION_COLUMNS))
-    )
+    remote.emit(sessions, lambda: print_records("sessions", sessions["result"], SESSION_COLUMNS))
 
 
 @session_group.command("show")

@@ -1,16 +1,19 @@
 """How the federation's records look in a terminal: rich tables with short ids and local times.
 
-Everything here takes the API's JSON dicts, so a table never shows what --json would not.
+Everything here takes the API's JSON dicts, so a table never shows what --json would not. A table fits
+the terminal (or COLUMNS when piped) by leaving out its least important columns, named under it, rather
+than cutting cells: a status, a date or a metric name is shown whole or not at all.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +26,10 @@ PIPE_WIDTH = 200  # rich's 80 columns would fold ids when output goes to a file 
 
 
 def console(stderr: bool = False) -> Console:
-    """A console for now's stdout (or stderr); wide when not a terminal so rows stay greppable."""
+    """A console for now's stdout (or stderr): the terminal's width, or COLUMNS, or wide when piped
+    so rows stay greppable."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else PIPE_WIDTH
+    width = None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
     return Console(file=stream, width=width, soft_wrap=False)
 
 
@@ -72,24 +76,102 @@ def number(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# How much a column matters when the terminal is narrow: lower ones are left out first.
+ALWAYS, HIGH, MEDIUM, LOW = 9, 5, 3, 1
+FLEXIBLE_WIDTH = 24  # a free-text column (errors) wraps within what is left, at least this wide
+HEADER_LINE = 10  # metric names longer than this wrap in the header at their "_" and "."
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
     cell: Callable[[Mapping[str, Any]], str]
     justify: str = "left"
+    keep: int = MEDIUM
+    flexible: bool = False  # free text that may wrap; every other column is never wrapped nor cut
+    wrap_header: bool = False  # a metric name: on several header lines when the table is too wide
 
 
 def field(name: str, render: Callable[[Any], str] = number) -> Callable[[Mapping[str, Any]], str]:
     return lambda row: render(row.get(name))
 
 
-def records_table(title: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column.header, justify=column.justify)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*(column.cell(row) for column in columns))
+def records_table(
+    title: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], width: int | None = None
+) -> Table:
+    """The rows as a table of the columns that fit `width` (all without one); the rest named below."""
+    rows = list(rows)
+    cells = [[column.cell(row) for column in columns] for row in rows]
+    if width and sum(needed_width(c, cells, i) for i, c in enumerate(columns)) + 1 > width:
+        columns = [replace(c, header=wrapped_header(c.header)) if c.wrap_header else c for c in columns]
+    kept = fitting(columns, cells, width) if width else list(range(len(columns)))
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    for index in kept:
+        column = columns[index]
+        table.add_column(
+            column.header,
+            justify=column.justify,  # type: ignore[arg-type]
+            no_wrap=not column.flexible,
+            min_width=None if column.flexible else natural_width(column, cells, index),
+        )
+    for row_cells in cells:
+        table.add_row(*(row_cells[index] for index in kept))
+    left_out = [columns[i].header.replace("\n", "") for i in range(len(columns)) if i not in kept]
+    if left_out:
+        table.caption = f"left out to fit {width} columns: {', '.join(left_out)} (--json shows every field)"
     return table
+
+
+def print_records(title: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> None:
+    """A records table on stdout, fitted to its width."""
+    out = console()
+    out.print(records_table(title, rows, columns, out.width))
+
+
+def natural_width(column: Column, cells: Sequence[Sequence[str]], index: int) -> int:
+    widths = [len(line) for line in column.header.split("\n")]
+    widths += [len(line) for row in cells for line in row[index].split("\n")]
+    return max(widths)
+
+
+def needed_width(column: Column, cells: Sequence[Sequence[str]], index: int) -> int:
+    """Terminal columns the column takes, with its padding and rule."""
+    natural = natural_width(column, cells, index)
+    return (min(natural, FLEXIBLE_WIDTH) if column.flexible else natural) + 3
+
+
+def fitting(columns: Sequence[Column], cells: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Indexes of the columns to show: all that fit `width`, leaving out the least kept (rightmost first)."""
+
+    def needed(index: int) -> int:
+        return needed_width(columns[index], cells, index)
+
+    kept = list(range(len(columns)))
+    by_importance = sorted(kept, key=lambda i: (columns[i].keep, -i))
+    dropped: list[int] = []
+    while sum(needed(i) for i in kept) + 1 > width and by_importance:
+        candidate = by_importance.pop(0)
+        if columns[candidate].keep >= ALWAYS:
+            break
+        kept.remove(candidate)
+        dropped.append(candidate)
+    for candidate in reversed(dropped):  # a narrower one left out early may fit in what a wide one freed
+        if sum(needed(i) for i in kept) + needed(candidate) + 1 <= width:
+            kept.append(candidate)
+    return sorted(kept)
+
+
+def wrapped_header(name: str) -> str:
+    """A long metric name on several header lines, broken after its "_" and "." ("test_\naccuracy"),
+    so columns stay narrow and names stay whole and distinct."""
+    if len(name) <= HEADER_LINE:
+        return name
+    lines = [""]
+    for part in re.split(r"(?<=[_.])", name):
+        if lines[-1] and len(lines[-1]) + len(part) > HEADER_LINE:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
 
 
 def key_value_table(title: str, values: Mapping[str, Any]) -> Table:
@@ -133,22 +215,66 @@ def mean_metrics(validations: Sequence[Mapping[str, Any]], names: Sequence[str])
     return cells
 
 
-def rounds_table(rounds: Sequence[Mapping[str, Any]], validations: Sequence[Mapping[str, Any]]) -> Table:
-    """Per round: status, updates, examples, time, model, and the clients' mean validation metrics."""
+def client_labels(clients: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """How people know each client: its name, with its short id where another client has that name."""
+    clients = list(clients)
+    names = [c.get("name") or "" for c in clients]
+    labels = {}
+    for client, name in zip(clients, names, strict=True):
+        short = short_id(client["id"])
+        if not name:
+            labels[client["id"]] = short
+        else:
+            labels[client["id"]] = name if names.count(name) == 1 else f"{name} ({short})"
+    return labels
+
+
+def round_number(round_: Mapping[str, Any]) -> str:
+    """Rounds are numbered from 1 for people; the stored index counts from 0."""
+    return str(round_["index"] + 1)
+
+
+def update_count(round_: Mapping[str, Any]) -> str:
+    return str(len(round_.get("clients", [])))
+
+
+def rejected_count(round_: Mapping[str, Any]) -> str:
+    return str(len(round_.get("rejected", [])))
+
+
+def example_count(round_: Mapping[str, Any]) -> str:
+    return str(sum(c.get("num_examples", 0) for c in round_.get("clients", [])))
+
+
+def round_seconds(round_: Mapping[str, Any]) -> str:
+    return duration(round_.get("started_at"), round_.get("finished_at"))
+
+
+def rounds_table(
+    rounds: Sequence[Mapping[str, Any]], validations: Sequence[Mapping[str, Any]], width: int | None = None
+) -> Table:
+    """Per round: status, updates, examples, time, model, the clients' mean validation metrics and the
+    error of a failed round."""
     names = numeric_metric_names(validations)
-    table = Table(title="Rounds (validation metrics: mean over clients)", title_justify="left")
-    for header in ("round", "status", "updates", "rejected", "examples", "seconds", "model", *names):
-        table.add_column(header, justify="left" if header in ("status", "model") else "right")
-    for round_ in rounds:
-        of_round = [v for v in validations if v.get("round_id") == round_["id"]]
-        table.add_row(
-            str(round_["index"] + 1),
-            round_["status"] + (f": {round_['error']}" if round_.get("error") else ""),
-            str(len(round_.get("clients", []))),
-            str(len(round_.get("rejected", []))),
-            str(sum(c.get("num_examples", 0) for c in round_.get("clients", []))),
-            duration(round_.get("started_at"), round_.get("finished_at")),
-            short_id(round_.get("model_id")),
-            *mean_metrics(of_round, names),
-        )
-    return table
+    means = {
+        round_["id"]: mean_metrics([v for v in validations if v.get("round_id") == round_["id"]], names)
+        for round_ in rounds
+    }
+
+    def metric(position: int) -> Callable[[Mapping[str, Any]], str]:
+        return lambda round_: means[round_["id"]][position]
+
+    columns = [
+        Column("round", round_number, "right", ALWAYS),
+        Column("status", field("status"), keep=ALWAYS),
+        Column("updates", update_count, "right", HIGH),
+        Column("rejected", rejected_count, "right", MEDIUM),
+        Column("examples", example_count, "right"),
+        Column("seconds", round_seconds, "right", MEDIUM),
+        Column("model", field("model_id", short_id), keep=LOW),
+        *(Column(name, metric(i), "right", HIGH, wrap_header=True) for i, name in enumerate(names)),
+        Column("error", lambda r: r.get("error") or "", keep=HIGH, flexible=True),
+    ]
+    if not any(round_.get("error") for round_ in rounds):
+        columns.pop()
+    return records_table("Rounds (validation metrics: mean over clients)", rounds, columns, width)

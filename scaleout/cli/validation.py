@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, resolve_id
-from scaleout.cli.tables import Column, console, field, flatten, number, records_table, short_id, when
-
-BASE_COLUMNS = [
-    Column("id", field("id", short_id)),
-    Column("model", field("model_id", short_id)),
-    Column("client", field("client_id", short_id)),
-    Column("session", field("session_id", short_id)),
-    Column("round", field("round_id", short_id)),
-    Column("created", field("created_at", when)),
-]
+from scaleout.cli.remote import Remote, api_options, filter_id
+from scaleout.cli.tables import (
+    HIGH,
+    LOW,
+    MEDIUM,
+    Column,
+    client_labels,
+    field,
+    flatten,
+    number,
+    print_records,
+    short_id,
+    when,
+)
 
 
 @click.group("validation")
@@ -29,20 +33,37 @@ def validation_group() -> None:
 @click.option("--model-id", help="Only the validations of this model.")
 @api_options
 def list_validations(remote: Remote, session_id: str | None, model_id: str | None) -> None:
-    """Every validation, oldest first, one column per metric (nested metrics as dotted names)."""
+    """Every validation, oldest first, one column per metric (nested metrics as dotted names).
+
+    Clients are shown by name and rounds by their number in the session (from 1).
+    """
     with remote.connect() as api:
-        session_id = resolve_id(api, "sessions", session_id) if session_id else None
-        model_id = resolve_id(api, "models", model_id) if model_id else None
+        session_id = filter_id(api, "sessions", session_id)
+        model_id = filter_id(api, "models", model_id)
         validations = api.get_validations(session_id=session_id, model_id=model_id)
+        clients = client_labels(api.get_clients()["result"])
+        rounds = {r["id"]: r["index"] + 1 for r in api.get_rounds(session_id=session_id)["result"]}
     rows = validations["result"]
-    remote.emit(validations, lambda: console().print(records_table("validations", rows, columns(rows))))
+    remote.emit(validations, lambda: print_records("validations", rows, columns(rows, clients, rounds)))
 
 
-def columns(rows: list[dict[str, Any]]) -> list[Column]:
+def columns(
+    rows: list[dict[str, Any]], clients: Mapping[str, str], rounds: Mapping[str, int]
+) -> list[Column]:
     """The fixed columns, then one per metric any row reported."""
     names = sorted({name for row in rows for name in flatten(row.get("metrics", {}))})
-    return [*BASE_COLUMNS, *(metric_column(name) for name in names)]
+    return [
+        Column("id", field("id", short_id), keep=LOW),
+        Column("session", field("session_id", short_id), keep=MEDIUM),
+        Column("round", lambda v: str(rounds.get(v.get("round_id") or "", "")), "right", HIGH),
+        Column("client", lambda v: clients.get(v["client_id"], short_id(v["client_id"])), keep=HIGH),
+        Column("model", field("model_id", short_id), keep=LOW),
+        Column("created", field("created_at", when), keep=LOW),
+        *(metric_column(name) for name in names),
+    ]
 
 
 def metric_column(name: str) -> Column:
-    return Column(name, lambda row: number(flatten(row.get("metrics", {})).get(name)), "right")
+    return Column(
+        name, lambda row: number(flatten(row.get("metrics", {})).get(name)), "right", HIGH, wrap_header=True
+    )

@@ -40,7 +40,8 @@ def app_routes(server_app) -> list[tuple[str, str, str]]:
     routes = []
     for route in iter_route_contexts(server_app.routes):
         if isinstance(route.original_route, Mount):
-            routes.append(("GET", "/dashboard/{path:path}", "/dashboard/"))
+            mount = route.original_route.path  # the dashboard, the docs' assets
+            routes.append(("GET", f"{mount}/{{path:path}}", f"{mount}/"))
             continue
         for method in sorted(route.methods - {"HEAD"}):
             routes.append((method, route.path_format, re.sub(r"\{[^}]+\}", "x", route.path_format)))

@@ -33,7 +33,12 @@ def test_package_upload_of_a_folder_makes_it_active_with_its_checksum(server, tm
 def test_model_upload_prints_the_id_and_download_writes_identical_bytes(server, tmp_path):
     seed = write_seed(tmp_path / "seed.npz")
 
-    model_id = ok(server, "model", "upload", str(seed)).stdout.strip()
+    output = ok(server, "model", "upload", str(seed)).stdout
+    with server.client() as api:
+        model_id = api.get_models()["result"][-1]["id"]
+    assert output == (
+        f"Uploaded seed.npz as model {model_id}; the next session without --model-id starts from it.\n"
+    )
     target = tmp_path / "out" / "model.npz"
     ok(server, "model", "download", model_id, "--output", str(target))
 

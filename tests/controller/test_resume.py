@@ -138,7 +138,7 @@ def test_a_restarted_controller_resumes_from_the_last_committed_model_and_reruns
         message.startswith("session 'crashed' resumed by controller ")
         and f"previous controller: {DEAD}" in message
     )
-    assert "at round 1 of 3" in message
+    assert "at round 2 of 3" in message
 
 
 def test_a_round_committed_just_before_the_crash_is_finished_not_rerun(stores, seed_id, seed_weights):

@@ -16,7 +16,7 @@ def test_failing_round_is_retried_then_the_session_fails_with_its_error(stores, 
     session = asyncio.run(run_session(stores, [double], seed_id, rounds=3, round_retries=2))
 
     assert session.status == SessionStatus.FAILED
-    assert ERROR in session.error and "round 0 failed after 3 attempt(s)" in session.error
+    assert ERROR in session.error and "round 1 failed after 3 attempt(s)" in session.error
     rounds = rounds_of(stores, session.id)
     assert [(r.index, r.status) for r in rounds] == [(0, RoundStatus.FAILED)] * 3
     assert all(ERROR in r.error for r in rounds)
@@ -134,7 +134,11 @@ def test_validation_is_started_with_the_new_model_id(stores, seed_id):
     rounds = rounds_of(stores, session.id)
     sent = [(v.session_id, v.round_id, v.model_id, v.timeout) for v in double.validation_configs]
     assert sent == [(session.id, r.id, r.model_id, 7.0) for r in rounds]
-    assert event_types(stores, session.id).count("validation_finished") == 2
+    events = stores.statestore.events.list({"type": "validation_finished"}, sort_key="id").items
+    # The combiner is named "combiner": said once, not "combiner combiner stored".
+    assert [e.message for e in events] == [
+        f"combiner stored 2 validation(s) of model {r.model_id}" for r in rounds
+    ]
 
 
 def test_a_failed_validation_is_an_event_not_a_session_failure(stores, seed_id):
@@ -158,5 +162,5 @@ def test_retries_stop_once_the_retry_timeout_has_passed(stores, seed_id):
     assert "(retry_timeout of 0.5 s spent)" in session.error and ERROR in session.error
     attempts = len(double.round_configs)
     assert 2 <= attempts < 1_000
-    assert f"round 0 failed after {attempts} attempt(s)" in session.error
+    assert f"round 1 failed after {attempts} attempt(s)" in session.error
     assert event_types(stores, session.id).count("round_retry") == attempts - 1

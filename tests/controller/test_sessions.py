@@ -25,7 +25,11 @@ def test_three_round_session_commits_a_trail_of_three_models(stores, seed_id, se
     assert [m.parent_id for m in models] == [seed_id, models[0].id, models[1].id]
     assert models[2].ancestors == [models[1].id, models[0].id, seed_id]
     assert [r.parent_model_id for r in rounds] == [seed_id, models[0].id, models[1].id]
-    assert [m.name for m in models] == ["test round 0", "test round 1", "test round 2"]
+    assert [m.name for m in models] == ["test round 1", "test round 2", "test round 3"]
+    events = stores.statestore.events.list({"session_id": session.id}, sort_key="id").items
+    messages = [e.message for e in events if e.type in ("round_started", "round_finished")]
+    assert messages[:2] == ["round 1 started (attempt 1)", f"round 1 committed model {models[0].id}"]
+    assert messages[-1] == f"round 3 committed model {models[2].id}"
     for record in rounds:
         assert {(c.client_id, c.combiner_id, c.num_examples) for c in record.clients} == {
             ("client-a", "combiner", 3),

@@ -88,7 +88,7 @@ def assert_resumed_once(fed: Federation, api: APIClient, session: dict[str, Any]
         np.testing.assert_allclose(array, seed + 3.0, rtol=0, atol=1e-6)
     events = api.list_entities("events", session_id=session["id"])["result"]
     (resumed,) = [e for e in events if e["type"] == "session_resumed"]
-    assert f"resumed by controller {owner} at round 1 of 3" in resumed["message"]
+    assert f"resumed by controller {owner} at round 2 of 3" in resumed["message"]
 
 
 def start_gated_session(fed: Federation) -> tuple[str, Path, dict[str, Any]]:
