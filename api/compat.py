@@ -384,6 +384,7 @@ class Helper(BaseModel):
 
 @router.get("/helpers/active", response_model=str, summary="The active package's helper (FEDn)")
 def get_active_helper(store: deps.StatestoreDep, settings: deps.SettingsDep) -> str:
+    """FEDn's view of the active helper: the helper named by the active compute package."""
     return routes_models.active_helper(store, settings)
 
 
@@ -417,6 +418,7 @@ def client_config(
     settings: deps.SettingsDep,
     checksum: Annotated[bool, Query(description="include the active package's sha256")] = True,
 ) -> ClientConfig:
+    """FEDn's client configuration: where a client finds this API and the active package's checksum."""
     url = request.base_url
     config = ClientConfig(
         network_id=request.app.title,
@@ -442,6 +444,7 @@ def controller_status(store: deps.StatestoreDep) -> ControllerStatus:
 
 @router.post("/file-upload/init", response_model=UploadId, summary="Begin a chunked upload (Scaleout)")
 def begin_upload(body: UploadInit, request: Request, settings: deps.SettingsDep) -> UploadId:
+    """Begin a chunked upload (Scaleout's client): chunks follow in order; complete gives a file_token."""
     return UploadId(
         upload_id=uploads(request).begin(body.file_name, body.file_size, settings.max_upload_bytes)
     )
@@ -453,6 +456,7 @@ async def upload_chunk(
     request: Request,
     x_chunk_index: Annotated[int, Header(alias="X-Chunk-Index", ge=0)],
 ) -> UploadProgress:
+    """Append the next chunk (X-Chunk-Index, from 0) of a chunked upload; 413 when it is over 16 MiB."""
     data = bytearray()
     async for part in request.stream():
         data += part
@@ -466,9 +470,11 @@ async def upload_chunk(
     "/file-upload/{upload_id}/complete", response_model=FileToken, summary="Finish; get a file_token"
 )
 def complete_upload(upload_id: str, request: Request) -> FileToken:
+    """Finish a chunked upload: its file_token names the bytes once, in POST /packages/ or /models/."""
     return FileToken(file_token=uploads(request).complete(upload_id))
 
 
 @router.post("/file-upload/{upload_id}/abort", status_code=204, summary="Drop a chunked upload")
 def abort_upload(upload_id: str, request: Request) -> None:
+    """Drop a chunked upload and the bytes received so far."""
     uploads(request).abort(upload_id)

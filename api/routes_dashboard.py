@@ -65,6 +65,7 @@ class FinalMetrics(BaseModel):
     summary="A client's rounds joined and its latest error",
 )
 def client_activity(id: str, store: deps.StatestoreDep) -> ClientActivity:
+    """The rounds this client joined (among the latest rounds) and its last error."""
     store.clients.get(id)  # NotFound: 404 naming the client
     rounds = store.rounds.list(sort_key="created_at", sort_order="desc", limit=ACTIVITY_ROUNDS).items
     joined = [r for r in rounds if any(c.client_id == id for c in r.clients)]
@@ -94,6 +95,7 @@ def _latest_error_event(store: Statestore, client_id: str) -> str | None:
     summary="Mean validation metrics of the session's last validated round",
 )
 def final_metrics(id: str, store: deps.StatestoreDep) -> FinalMetrics:
+    """The mean validation metrics of the last finished round that was validated, for the sessions list."""
     store.sessions.get(id)  # NotFound: 404 naming the session
     finished = {"session_id": id, "status": RoundStatus.FINISHED.value}
     skip = 0

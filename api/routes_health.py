@@ -33,11 +33,13 @@ async def health(store: deps.StatestoreDep) -> JSONResponse:
 
 @router.get("/health/live", summary="Is the API process serving requests? (liveness)")
 async def live() -> dict[str, str]:
+    """Liveness: 200 whenever the process answers; a probe restarts the API only when this fails."""
     return {"status": "ok"}
 
 
 @router.get("/health/ready", summary="Can the API serve: statestore and model repository reachable?")
 async def ready(store: deps.StatestoreDep, repository: deps.RepositoryDep) -> JSONResponse:
+    """Readiness: 200 when the statestore and the model repository answer, else 503 naming which did not."""
     checks = await asyncio.gather(
         _check(store.ping, "the statestore"),
         _check(lambda: repository.model_exists(PROBE_MODEL_ID), f"the model repository {repository.uri}"),
