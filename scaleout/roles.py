@@ -123,14 +123,23 @@ CLIENT_SERVICE = "/scaleout.CombinerClient/"
 MODEL_SERVICE = "/scaleout.ModelService/"
 CONTROL = "/scaleout.Control/"
 
-# Full gRPC method name -> rule. The client services' other RPCs answer UNIMPLEMENTED in open mode and
-# are refused here: nothing implements them.
+# Full gRPC method name -> rule.
 RPC_RULES: dict[str, Rule] = {
     f"{CLIENT_SERVICE}TaskStream": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendHeartbeat": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendModelUpdate": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendModelValidation": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendStatus": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    # The official Scaleout Edge client polls instead of streaming, announces itself and sends telemetry.
+    f"{CLIENT_SERVICE}PollAndReportAsync": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}Announce": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendModelMetric": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendAttributeMessage": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendTelemetryMessage": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendBacklogReport": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}StreamTelemetryRecord": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
+    f"{CLIENT_SERVICE}StreamAttributeRecord": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
+    f"{CLIENT_SERVICE}StreamInferenceResult": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
     f"{MODEL_SERVICE}Upload": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
     f"{MODEL_SERVICE}Download": Rule(ADMIN_OR_CLIENT),
     # Rounds and validations run only for the controller: a forged RoundConfig from anyone else would
