@@ -20,6 +20,7 @@ from scaleout.api import (
     routes_models,
     routes_packages,
     routes_sessions,
+    routes_token_exchange,
 )
 from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
@@ -94,6 +95,7 @@ def create_app(
 def _add_routes(app: FastAPI) -> None:
     secured = [Depends(bearer_scheme)] if app.state.settings.token else []
     app.include_router(routes_health.router, prefix=API_PREFIX)
+    app.include_router(routes_token_exchange.router)  # full paths: /api/auth/refresh is outside /api/v1
     # Specific routes before the generic ones, so /packages/active is not taken for an id.
     for router in (
         routes_sessions.router,

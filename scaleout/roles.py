@@ -78,6 +78,10 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/health"): PUBLIC,
     # The enrollment secret in the body is the credential; the route checks it.
     ("POST", f"{API}/clients/enroll"): PUBLIC,
+    # The official client's token exchange (api/routes_token_exchange.py): the token in the body is
+    # the credential, and the route checks it.
+    ("POST", "/api/auth/refresh"): PUBLIC,
+    ("POST", f"{API}/clients/token"): PUBLIC,
     # What an edge client calls (client/assignment.py, client/package_download.py, client/credential.py).
     # /clients/add checks that a client assigns itself only (api/auth.require_own_client).
     ("POST", f"{API}/clients/add"): Rule(ADMIN_OR_CLIENT),
