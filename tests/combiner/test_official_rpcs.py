@@ -20,7 +20,6 @@ from tests.combiner.driver import (
     clients,
     controller,
     load_model,
-    npz_bytes,
     put_seed,
     running_combiner,
 )
@@ -29,14 +28,17 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
 def container(arrays: list[np.ndarray] | None, metadata: dict | None = None) -> bytes:
-    """An update as ScaleoutModel writes it: metadata.json + training_model.bin (an npz), deflated."""
+    """An update as ScaleoutModel writes it: metadata.json + training_model.bin, deflated; the official
+    numpyhelper writes training_model.bin with np.savez_compressed."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(
             "metadata.json", json.dumps(metadata or {"helper_type": "numpyhelper", "_version": 2})
         )
         if arrays is not None:
-            archive.writestr("training_model.bin", npz_bytes(arrays))
+            weights = io.BytesIO()
+            np.savez_compressed(weights, **{str(i): a for i, a in enumerate(arrays)})
+            archive.writestr("training_model.bin", weights.getvalue())
     return buffer.getvalue()
 
 

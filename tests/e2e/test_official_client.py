@@ -1,11 +1,15 @@
 """The unmodified official Scaleout Edge client (scaleout==1.1.0 from PyPI, in its own venv) trains in a
-federation of ours, next to one of our clients, started with its own CLI as its users start it.
+federation of ours, started with its own CLI as its users start it.
 
-It runs the compute package in dispatcher mode (``scaleout client start --dispatcher``: the package's
-scaleout.yaml entry points as commands, as ours do). Read from its source (scaleout/client/
-dispatcher_client.py): train gets IN as its ZIP container (metadata.json + training_model.bin, the
-npz we sent), and what train writes to OUT may be a plain npz, which it wraps in a container to upload.
-The package below reads either kind of IN, so both clients run it unchanged.
+In dispatcher mode (``scaleout client start --dispatcher``: the package's scaleout.yaml entry points as
+commands, as ours run them) it trains next to one of our clients on one package. Read from its source
+(scaleout/client/dispatcher_client.py): train gets IN as its ZIP container (metadata.json +
+training_model.bin, the npz we sent), and what train writes to OUT may be a plain npz, which it wraps
+in a container to upload. The package below reads either kind of IN, so both clients run it unchanged.
+
+In its default importer mode it imports the package's startup.py and calls ``startup(edge_client)``,
+which registers Python callbacks; our client runs commands only, so such a package is the official
+client's alone, and that test runs it alone.
 """
 
 import os
@@ -88,7 +92,7 @@ def start_official_client(fed: Federation, *options: str) -> Process:
     command = [
         OFFICIAL_PYTHON, "-m", "scaleout", "client", "start",
         "--api-url", fed.api_url, "--client-id", OFFICIAL, "--name", OFFICIAL,
-        "--remote-package", "--dispatcher", *options,
+        "--remote-package", *options,
     ]  # fmt: skip
     log_path = fed.root / "logs" / f"{OFFICIAL}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +146,7 @@ def plain(tmp_path: Path) -> Iterator[Federation]:
 
 def test_the_official_client_trains_two_rounds_beside_ours_weighted_by_its_examples(plain: Federation):
     seed_id = start_federation(plain)
-    official = start_official_client(plain)
+    official = start_official_client(plain, "--dispatcher")
     plain.wait_for_clients(2)
 
     session_id = plain.api.start_session(rounds=2, min_clients=2, validate=True, round_timeout=120)
@@ -172,7 +176,7 @@ def secured(tmp_path: Path) -> Iterator[Federation]:
 def test_the_official_client_trains_with_a_client_credential_as_its_token(secured: Federation):
     seed_id = start_federation(secured)
     credential = secured.api.create_client_token(OFFICIAL, OFFICIAL)
-    official = start_official_client(secured, "--token", credential["token"])
+    official = start_official_client(secured, "--dispatcher", "--token", credential["token"])
     secured.wait_for_clients(2)
 
     session_id = secured.api.start_session(rounds=2, min_clients=2, validate=False, round_timeout=120)
@@ -181,3 +185,60 @@ def test_the_official_client_trains_with_a_client_credential_as_its_token(secure
     check_two_rounds(secured, session, seed_id)
     assert official.popen.poll() is None, official.log()[-3000:]
     assert "Access token refreshed successfully" in official.log()  # /api/auth/refresh answered
+
+
+# Importer mode: startup(edge_client) registers callbacks that get and return ScaleoutModel objects.
+STARTUP = """
+from scaleoututil.helpers.helpers import get_helper
+from scaleoututil.utils.model import ScaleoutModel
+
+helper = get_helper("numpyhelper")
+
+
+def startup(client):
+    def train(model, settings):
+        weights = model.get_training_model(helper)
+        client.log_metric({"train_loss": 0.25})
+        updated = ScaleoutModel.from_training_model([w + 3 for w in weights], helper)
+        return updated, {"training_metadata": {"num_examples": 30}}
+
+    def validate(model):
+        return {"mean": float(model.get_training_model(helper)[0].mean())}
+
+    client.set_train_callback(train)
+    client.set_validate_callback(validate)
+"""
+
+
+def test_the_official_client_in_importer_mode_trains_and_its_logged_metrics_are_stored(plain: Federation):
+    package = plain.root / "importer-package"
+    package.mkdir()
+    (package / "scaleout.yaml").write_text("entry_points:\n  startup: startup.py\n")
+    (package / "startup.py").write_text(STARTUP)
+    plain.api.set_active_package(package)
+    seed_path = plain.root / "seed.npz"
+    helper.save(SEED, str(seed_path))
+    plain.api.set_active_model(seed_path)
+    plain.start_combiner()
+    official = start_official_client(plain)  # no --dispatcher: importer mode, its default
+    plain.wait_for_clients(1)
+
+    session_id = plain.api.start_session(rounds=2, min_clients=1, validate=True, round_timeout=120)
+    session = plain.api.wait_for_session(session_id, 240)
+
+    assert session["status"] == "Finished", session
+    rounds = plain.api.get_rounds(session_id=session_id, sort_key="index")["result"]
+    assert [[(c["client_id"], c["num_examples"], c["delivery"]) for c in r["clients"]] for r in rounds] == [
+        [(OFFICIAL, 30, "poll")]
+    ] * 2
+    final = helper.load(str(plain.api.download_model(rounds[-1]["model_id"], plain.root / "final.npz")))
+    for array, seed in zip(final, SEED, strict=True):
+        np.testing.assert_array_equal(array, seed + 6)
+    records = plain.api.get_validations(session_id=session_id)["result"]
+    logged = sorted(
+        (r["round_id"], r["metrics"]["train_loss"]) for r in records if "train_loss" in r["metrics"]
+    )
+    assert logged == sorted((r["id"], 0.25) for r in rounds)  # log_metric in each round's train
+    means = sorted(r["metrics"]["mean"] for r in records if "mean" in r["metrics"])
+    assert means == [3.0, 6.0]
+    assert official.popen.poll() is None, official.log()[-3000:]
