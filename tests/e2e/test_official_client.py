@@ -242,3 +242,31 @@ def test_the_official_client_in_importer_mode_trains_and_its_logged_metrics_are_
     means = sorted(r["metrics"]["mean"] for r in records if "mean" in r["metrics"])
     assert means == [3.0, 6.0]
     assert official.popen.poll() is None, official.log()[-3000:]
+
+
+def test_the_official_client_enrolls_with_its_cli_and_starts_from_its_token_cache(secured: Federation):
+    secured.api.set_active_package(make_package(secured.root, TRAIN, VALIDATE))
+    seed_path = secured.root / "seed.npz"
+    helper.save(SEED, str(seed_path))
+    secured.api.set_active_model(seed_path)
+    secured.start_combiner()
+    secret = secured.api.create_enrollment("fleet", uses=1)["secret"]
+    home = secured.root / OFFICIAL
+    home.mkdir()
+    enroll = [OFFICIAL_PYTHON, "-m", "scaleout", "client", "enroll", "--enrollment-token", secret]
+    enroll += ["-u", secured.api_url, "--client-id", OFFICIAL, "--no-config"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "SCALEOUT_HOME_DIR": str(home)}
+
+    enrolled = subprocess.run(
+        enroll, env=env, cwd=home, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert enrolled.stdout.splitlines()[-1] == OFFICIAL  # after its warning on storing the token
+    official = start_official_client(secured, "--dispatcher")  # no --token: the cached credential
+    secured.wait_for_clients(1)
+    session_id = secured.api.start_session(rounds=1, min_clients=1, validate=False, round_timeout=120)
+    session = secured.api.wait_for_session(session_id, 240)
+    assert session["status"] == "Finished", (session, official.log()[-3000:])
+    (round_,) = secured.api.get_rounds(session_id=session_id)["result"]
+    assert [(c["client_id"], c["num_examples"]) for c in round_["clients"]] == [(OFFICIAL, 30)]
