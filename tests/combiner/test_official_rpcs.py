@@ -20,6 +20,7 @@ from tests.combiner.driver import (
     clients,
     controller,
     load_model,
+    npz_bytes,
     put_seed,
     running_combiner,
 )
@@ -271,3 +272,41 @@ async def test_telemetry_is_acknowledged_record_by_record_and_not_kept(tmp_path)
         assert (answer.response, backlog.response) == ("acknowledged", "acknowledged")
         assert (combiner.telemetry.acknowledged, combiner.telemetry.refused) == (5, 1)
         assert combiner.statestore.validations.count() == 0
+
+
+async def test_a_container_inflating_beyond_the_model_size_bound_is_refused_before_it_is_written(tmp_path):
+    buffer = io.BytesIO()  # training_model.bin: 4 MiB of zeros, a few KiB deflated
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("training_model.bin", npz_bytes([np.zeros(1024 * 1024, dtype=np.float32)]))
+    packed = buffer.getvalue()
+    assert len(packed) < 1024 * 1024
+    async with running_combiner(tmp_path, max_model_size=1024 * 1024) as combiner:
+        poller = Poller(address(combiner), "p")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await poller.upload(packed)
+        finally:
+            await poller.close()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details() == (
+            "training_model.bin of the update's ZIP container is larger than the combiner's "
+            "--max-model-size of 1048576 bytes"
+        )
+        assert list((tmp_path / "work" / "updates").iterdir()) == []
+
+
+async def test_a_container_whose_metadata_is_not_json_is_refused_naming_it(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", "{not json")
+        archive.writestr("training_model.bin", npz_bytes([np.zeros(2)]))
+    async with running_combiner(tmp_path) as combiner:
+        poller = Poller(address(combiner), "p")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await poller.upload(buffer.getvalue())
+        finally:
+            await poller.close()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details().startswith("metadata.json of the update's ZIP container is not JSON: ")
