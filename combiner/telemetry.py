@@ -6,7 +6,9 @@ becomes a Validation record of the client, so the metrics show in the dashboard 
 validations; it is bounded in size and, per client, in rate (a token bucket: ``rate`` records per
 second, bursts of ``burst``), and a metric over either bound is acknowledged but not stored, so the
 client does not resend it. Telemetry, attributes, inference results and backlog reports are
-acknowledged and dropped: nothing of them is kept but two counters.
+acknowledged and dropped: nothing of them is kept but counters. A record stream is paced (its own
+bucket: ``STREAM_RATE`` records per second, bursts of ``STREAM_BURST``) by acknowledging late, which
+the client's cap on unacknowledged records (256) turns into backpressure.
 """
 
 import asyncio
@@ -29,12 +31,21 @@ MAX_METRICS = 100  # keys of one ModelMetric
 MAX_ID_CHARS = 200  # model, round and session ids of a ModelMetric
 MAX_KEY_CHARS = 100
 MAX_TRACKED_CLIENTS = 100_000  # token buckets kept; beyond, they start afresh (memory stays bounded)
+STREAM_RATE = 100.0  # records per second one telemetry, attribute or inference stream is acked at
+STREAM_BURST = 256  # the official client's cap on unacknowledged records
 
 
 @dataclass
 class _Bucket:
     tokens: float
     at: float  # monotonic time tokens was computed
+
+    def take(self, rate: float, burst: int) -> float:
+        """Take one token; the seconds until it is there (0 when it was)."""
+        now = time.monotonic()
+        self.tokens = min(float(burst), self.tokens + (now - self.at) * rate) - 1.0
+        self.at = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / rate
 
 
 class MetricLimiter:
@@ -63,11 +74,21 @@ class MetricLimiter:
 class Telemetry:
     """What the combiner does with the official client's metric and telemetry messages."""
 
-    def __init__(self, statestore: Statestore, rate: float = 1.0, burst: int = 50) -> None:
+    def __init__(
+        self,
+        statestore: Statestore,
+        rate: float = 1.0,
+        burst: int = 50,
+        stream_rate: float = STREAM_RATE,
+        stream_burst: int = STREAM_BURST,
+    ) -> None:
         self._statestore = statestore
         self._limiter = MetricLimiter(rate, burst)
+        self._stream_rate = stream_rate
+        self._stream_burst = stream_burst
         self.acknowledged = 0  # telemetry-like records acknowledged and dropped
         self.refused = 0  # messages over a bound, acknowledged but neither stored nor counted above
+        self.paced = 0  # stream records acknowledged late, to hold a stream to its rate
 
     async def metric(self, metric: pb.ModelMetric) -> str:
         """Store the metrics as a Validation record of the client; or say why they were not."""
@@ -101,8 +122,12 @@ class Telemetry:
     async def acknowledge_stream(
         self, records: AsyncIterator[Message], id_field: str
     ) -> AsyncIterator[pb.RecordAck]:
-        """Ack each record by its id as it arrives (the client resends what is not acked)."""
+        """Ack each record by its id (the client resends what is not acked), at most at the stream rate."""
+        bucket = _Bucket(float(self._stream_burst), time.monotonic())
         async for record in records:
+            if (wait := bucket.take(self._stream_rate, self._stream_burst)) > 0:
+                self.paced += 1
+                await asyncio.sleep(wait)  # pacing, not waiting for a condition: there is none
             self.acknowledge(record)
             yield pb.RecordAck(record_ids=[getattr(record, id_field)[:MAX_ID_CHARS]])
 

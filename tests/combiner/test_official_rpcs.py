@@ -310,3 +310,19 @@ async def test_a_container_whose_metadata_is_not_json_is_refused_naming_it(tmp_p
             await poller.close()
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert raised.value.details().startswith("metadata.json of the update's ZIP container is not JSON: ")
+
+
+async def test_a_record_stream_beyond_its_burst_is_paced_not_dropped(tmp_path):
+    async with running_combiner(tmp_path) as combiner:
+        # 2 at once, then one per 0.2 s: the records after the burst are queued on the stream already,
+        # so each of them waits for its token (0.6 s in all)
+        combiner.telemetry._stream_burst, combiner.telemetry._stream_rate = 2, 5.0
+        poller = Poller(address(combiner), "p")
+        try:
+            records = [pb.AttributeRecord(attribute_id=f"a{i}", client_id="p") for i in range(5)]
+            call = poller.client.StreamAttributeRecord(iter(records), metadata=(("client-id", "p"),))
+            acks = [list(ack.record_ids) async for ack in call]
+        finally:
+            await poller.close()
+        assert acks == [[f"a{i}"] for i in range(5)]
+        assert (combiner.telemetry.acknowledged, combiner.telemetry.paced) == (5, 3)
