@@ -57,7 +57,6 @@ class Pollers:
         self._combiner_id = combiner_id
         self._online_seconds = online_seconds
         self._pollers: dict[str, _Poller] = {}
-        self._background: set[asyncio.Task[None]] = set()
 
     async def poll(self, report: pb.ClientReport, name: str) -> pb.CombinerDirective:
         """Take the client's reports, keep it online, and hand out its queued tasks."""
@@ -86,13 +85,13 @@ class Pollers:
             return pb.Response(response="version accepted", parameters=json.dumps(parameters))
         if request.type == CONNECT:
             self._keep_online(client_id, name)
-            self._record(client_id, "client_connected", f"client {client_id} announced Connect")
+            await self._record(client_id, "client_connected", f"client {client_id} announced Connect")
             return pb.Response(response="connected")
         if request.type == DISCONNECT:
             poller = self._pollers.get(client_id)
             if poller is not None:
                 self._end(client_id, poller)
-            self._record(client_id, "client_disconnected", f"client {client_id} announced Disconnect")
+            await self._record(client_id, "client_disconnected", f"client {client_id} announced Disconnect")
             return pb.Response(response="disconnected")
         raise ValueError(
             f"ClientAnnounceRequest.type {request.type[:100]!r} is not one of "
@@ -160,7 +159,7 @@ class Pollers:
             return None
         return pb.TaskRequest(correlation_id=correlation_id, client_id=client_id, status=INTERRUPTED)
 
-    def _record(self, client_id: str, kind: str, message: str) -> None:
+    async def _record(self, client_id: str, kind: str, message: str) -> None:
         event = Event(
             level=EventLevel.INFO,
             type=kind,
@@ -168,15 +167,10 @@ class Pollers:
             client_id=client_id,
             combiner_id=self._combiner_id,
         )
-        task = asyncio.create_task(self._write(event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _write(self, event: Event) -> None:
         try:
             await asyncio.to_thread(self._statestore.events.add, event)
         except Exception:  # a store outage: the client record still says online or offline
-            log.exception("recording %s of client %s failed", event.type, event.client_id)
+            log.exception("recording %s of client %s failed", kind, client_id)
 
 
 def _error_of(response: str) -> str:

@@ -172,6 +172,11 @@ async def test_announce_passes_the_version_check_and_disconnect_takes_the_client
                 pb.ClientAnnounceRequest(client_id="p", type="Disconnect"), timeout=WAIT
             )
             assert not combiner.registry.is_online("p")
+            events = combiner.statestore.events.list(sort_key="timestamp").items
+            assert [(e.type, e.client_id, e.combiner_id) for e in events] == [
+                ("client_connected", "p", "combiner-test"),
+                ("client_disconnected", "p", "combiner-test"),
+            ]
 
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await poller.client.Announce(
