@@ -27,7 +27,11 @@ from tests.e2e.federation import TEST_ENV, Federation, Process, federation, make
 pytestmark = pytest.mark.timeout(300)
 
 OFFICIAL_PYTHON = os.environ.get("SCALEOUT_TEST_OFFICIAL_PYTHON", "")
-if not OFFICIAL_PYTHON:
+if OFFICIAL_PYTHON:
+    # make sets a relative path; the client runs in its own folder. abspath, not resolve: the venv's
+    # python is a symlink to the base interpreter, and following it would leave the venv.
+    OFFICIAL_PYTHON = os.path.abspath(OFFICIAL_PYTHON)
+else:
     pytest.skip(
         "SCALEOUT_TEST_OFFICIAL_PYTHON is unset: `make test` sets it to .venv-official/bin/python "
         "(built by `make compat-venvs`)",
