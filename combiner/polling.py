@@ -5,8 +5,9 @@ ClientReport (the state of its running tasks) and takes the tasks of the Combine
 back. A poller is served by the same round machinery as a streaming client: its first poll opens a
 task queue in the client registry exactly as a TaskStream does, rounds publish to that queue, and the
 next poll hands the queued tasks out. A poller counts as online for ``online_seconds`` after its last
-poll (an asyncio timer, not a sweep); when the timer fires, or the client announces Disconnect, its
-queue closes like a stream that ended, so a round it was selected for drops it at once.
+poll, or for MISSED_POLLS of the poll intervals it reports if that is longer (an asyncio timer, not a
+sweep); when the timer fires, or the client announces Disconnect, its queue closes like a stream that
+ended, so a round it was selected for drops it at once.
 """
 
 import asyncio
@@ -32,6 +33,8 @@ VERSION_CHECK = "VersionCheck"
 FAILED = "FAILED"
 INTERRUPTED = "INTERRUPTED"
 MAX_ERROR_CHARS = 2000  # of a failed task's error kept in the round record
+MISSED_POLLS = 3  # a client polling less often than online_seconds is offline after this many misses
+MAX_ONLINE_SECONDS = 86_400.0  # bound on what a reported poll interval can stretch the window to
 
 
 @dataclass(eq=False)
@@ -60,7 +63,8 @@ class Pollers:
 
     async def poll(self, report: pb.ClientReport, name: str) -> pb.CombinerDirective:
         """Take the client's reports, keep it online, and hand out its queued tasks."""
-        poller = self._keep_online(report.client_id, name)
+        interval = report.poll_interval_ms / 1000 if report.HasField("poll_interval_ms") else 0.0
+        poller = self._keep_online(report.client_id, name, interval)
         directive = pb.CombinerDirective()
         for activity in report.reports:
             if interrupt := await self._take_report(report.client_id, activity):
@@ -106,7 +110,7 @@ class Pollers:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _keep_online(self, client_id: str, name: str) -> _Poller:
+    def _keep_online(self, client_id: str, name: str, poll_interval: float = 0.0) -> _Poller:
         poller = self._pollers.get(client_id)
         if poller is None:
             poller = self._pollers[client_id] = _Poller(self._registry.connect(client_id, name))
@@ -114,11 +118,12 @@ class Pollers:
             poller.expiry.cancel()
         self._registry.heartbeat(client_id)  # last_seen, written at most every write interval
         loop = asyncio.get_running_loop()
-        poller.expiry = loop.call_later(self._online_seconds, self._expire, client_id, poller)
+        window = min(max(self._online_seconds, MISSED_POLLS * poll_interval), MAX_ONLINE_SECONDS)
+        poller.expiry = loop.call_later(window, self._expire, client_id, poller)
         return poller
 
     def _expire(self, client_id: str, poller: _Poller) -> None:
-        log.info("client %s offline: no poll for %.1f s", client_id, self._online_seconds)
+        log.info("client %s offline: it stopped polling", client_id)
         poller.expiry = None
         self._end(client_id, poller)
 

@@ -46,9 +46,14 @@ def container(arrays: list[np.ndarray] | None, metadata: dict | None = None) -> 
 class Poller(TestClient):
     """A client that polls like the official one instead of opening a task stream."""
 
+    interval_ms = 100  # what it reports; the official client polls every 5000 ms by default
+
     async def poll(self, *reports: pb.ActivityReport, skip: bool = False) -> list[pb.TaskRequest]:
         report = pb.ClientReport(
-            client_id=self.client_id, poll_interval_ms=5000, reports=reports, skip_polling_tasks=skip
+            client_id=self.client_id,
+            poll_interval_ms=self.interval_ms,
+            reports=reports,
+            skip_polling_tasks=skip,
         )
         directive = await self.client.PollAndReportAsync(report, timeout=WAIT)
         return list(directive.tasks)
@@ -331,3 +336,15 @@ async def test_a_record_stream_beyond_its_burst_is_paced_not_dropped(tmp_path):
             await poller.close()
         assert acks == [[f"a{i}"] for i in range(5)]
         assert (combiner.telemetry.acknowledged, combiner.telemetry.paced) == (5, 3)
+
+
+async def test_a_client_reporting_a_long_poll_interval_stays_online_for_three_of_them(tmp_path):
+    async with running_combiner(tmp_path, poll_online_seconds=0.3) as combiner:
+        poller = Poller(address(combiner), "slow")
+        poller.interval_ms = 60_000
+        try:
+            await poller.poll()
+            window = combiner.pollers._pollers["slow"].expiry.when() - asyncio.get_running_loop().time()
+        finally:
+            await poller.close()
+        assert 170 < window <= 180  # 3 x 60 s, not the 0.3 s configured for clients polling more often
