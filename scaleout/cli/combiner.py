@@ -71,7 +71,10 @@ def combiner_group() -> None:
     type=click.FloatRange(min=0.01, max=86_400),
     default=DEFAULTS.poll_online_seconds,
     show_default=True,
-    help="Seconds a polling client (the official Scaleout Edge client) stays online after its last poll.",
+    help=(
+        "Seconds a polling client (the official Scaleout Edge client) stays online after its last poll "
+        "(or three of the poll intervals it reports, if longer)."
+    ),
 )
 @click.option(
     "--keepalive-time",
