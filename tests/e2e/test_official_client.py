@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scaleout.certs import create_certificates
 from scaleoututil.helpers.helpers import get_helper
 from tests.e2e.federation import TEST_ENV, Federation, Process, federation, make_package
 
@@ -77,14 +78,16 @@ SHIFTS = {OURS: ("1", "10"), OFFICIAL: ("3", "30")}
 ROUND_SHIFT = (1 * 10 + 3 * 30) / 40
 
 
-def start_official_client(fed: Federation, *options: str) -> Process:
+def start_official_client(fed: Federation, *options: str, env: dict[str, str] | None = None) -> Process:
     """`scaleout client start` of the official client, with the options and variables a user sets."""
+    extra_env = env or {}
     home = fed.root / OFFICIAL
     home.mkdir(parents=True, exist_ok=True)
     bin_dir = str(Path(OFFICIAL_PYTHON).parent)
     k, n = SHIFTS[OFFICIAL]
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("SCALEOUT_")},
+        **extra_env,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",  # as `source .venv/bin/activate` does
         "VIRTUAL_ENV": str(Path(bin_dir).parent),
         "SCALEOUT_HOME_DIR": str(home),  # its token cache, instead of ~/.scaleout
@@ -193,6 +196,7 @@ def test_the_official_client_trains_with_a_client_credential_as_its_token(secure
 
 # Importer mode: startup(edge_client) registers callbacks that get and return ScaleoutModel objects.
 STARTUP = """
+from scaleout.certs import create_certificates
 from scaleoututil.helpers.helpers import get_helper
 from scaleoututil.utils.model import ScaleoutModel
 
@@ -274,3 +278,32 @@ def test_the_official_client_enrolls_with_its_cli_and_starts_from_its_token_cach
     assert session["status"] == "Finished", (session, official.log()[-3000:])
     (round_,) = secured.api.get_rounds(session_id=session_id)["result"]
     assert [(c["client_id"], c["num_examples"]) for c in round_["clients"]] == [(OFFICIAL, 30)]
+
+
+def test_the_official_client_dials_a_tls_combiner_it_is_told_of(tmp_path: Path):
+    """grpc_secure is true for a TLS combiner; the user gives the CA as the official client reads it."""
+    certs = create_certificates(tmp_path / "certs", []).folder
+    ca = str(certs / "ca.pem")
+    env = {
+        **TEST_ENV,
+        "SCALEOUT_TLS_CERT": str(certs / "server.pem"),
+        "SCALEOUT_TLS_KEY": str(certs / "server-key.pem"),
+        "SCALEOUT_TLS_CA": ca,
+    }
+    with federation(tmp_path, *stores(tmp_path), env) as fed:
+        fed.api.set_active_package(make_package(fed.root, TRAIN, VALIDATE))
+        seed_path = fed.root / "seed.npz"
+        helper.save(SEED, str(seed_path))
+        fed.api.set_active_model(seed_path)
+        fed.start_combiner()
+        trust = {"REQUESTS_CA_BUNDLE": ca, "SCALEOUT_GRPC_ROOT_CERT_PATH": ca}  # its API and gRPC CAs
+        official = start_official_client(fed, "--dispatcher", env=trust)
+        fed.wait_for_clients(1)
+
+        session_id = fed.api.start_session(rounds=1, min_clients=1, validate=False, round_timeout=120)
+        session = fed.api.wait_for_session(session_id, 240)
+
+        assert session["status"] == "Finished", (session, official.log()[-3000:])
+        (round_,) = fed.api.get_rounds(session_id=session_id)["result"]
+        assert [(c["client_id"], c["delivery"]) for c in round_["clients"]] == [(OFFICIAL, "poll")]
+        assert "Using combiner-reported grpc_secure=True" in official.log()
