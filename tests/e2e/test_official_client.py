@@ -196,7 +196,6 @@ def test_the_official_client_trains_with_a_client_credential_as_its_token(secure
 
 # Importer mode: startup(edge_client) registers callbacks that get and return ScaleoutModel objects.
 STARTUP = """
-from scaleout.certs import create_certificates
 from scaleoututil.helpers.helpers import get_helper
 from scaleoututil.utils.model import ScaleoutModel
 
