@@ -22,6 +22,7 @@ from scaleout.api import (
     routes_models,
     routes_packages,
     routes_sessions,
+    routes_token_exchange,
 )
 from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
 from scaleout.api.checks import InvalidModel
@@ -104,6 +105,7 @@ def _add_routes(app: FastAPI) -> None:
     # Declared in open mode too: the document describes the API, whichever way this one was started.
     secured = [Depends(bearer_scheme)]
     app.include_router(routes_health.router, prefix=API_PREFIX)
+    app.include_router(routes_token_exchange.router)  # full paths: /api/auth/refresh is outside /api/v1
     # Specific routes before the generic ones, so /packages/active is not taken for an id.
     for router in (
         compat.router,  # before the clients entity routes, which would take /clients/config

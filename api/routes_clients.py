@@ -43,6 +43,13 @@ class ClientAssignment(BaseModel):
     combiner: CombinerAddress
     package: Literal["remote", "local"]
     helper_type: str
+    # The official Scaleout Edge client (scaleout==1.1.0) reads the combiner's address from these
+    # top-level fields (GrpcConnectionOptions.from_dict) and defaults to TLS without grpc_secure.
+    host: str = Field(description="the combiner's host (same as combiner.host)")
+    public_hostname: str = Field(description="the combiner's host, for the official client")
+    internal_hostname: str = Field(description="the combiner's host, for the official client")
+    port: int = Field(description="the combiner's port (same as combiner.port)")
+    grpc_secure: bool = Field(description="the combiner serves TLS (same as combiner.tls)")
 
 
 def least_loaded_combiner(store: Statestore, online_seconds: float, client_id: str) -> Combiner:
@@ -118,4 +125,9 @@ def add_client(
         ),
         package=body.package,
         helper_type=helper,
+        host=combiner.address,
+        public_hostname=combiner.address,
+        internal_hostname=combiner.address,
+        port=combiner.port,
+        grpc_secure=combiner.tls,
     )

@@ -6,9 +6,9 @@ onboard itself: each client exchanges it (``POST /clients/enroll``) for a creden
 """
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaleout.api import deps
@@ -74,10 +74,21 @@ class EnrollmentRequest(BaseModel):
 
 
 class EnrollRequest(BaseModel):
+    """Ours: the secret in the body. The official client's: the secret as its bearer token, and maybe
+    the client id it wants (``scaleout client enroll --client-id``)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    secret: str = Field(min_length=1, max_length=500)
+    secret: str | None = Field(None, min_length=1, max_length=500)
     name: str = Field("", max_length=200)
+    client_id: str | None = Field(
+        None, pattern=CLIENT_ID_PATTERN, description="the client id to enroll as; a new one if omitted"
+    )
+
+
+class EnrolledClient(IssuedToken):
+    access_token: str = Field(description="the same token, for the official Scaleout Edge client")
+    refresh_token: str = Field(description="the same token, for the official Scaleout Edge client")
 
 
 class Identity(BaseModel):
@@ -155,21 +166,40 @@ def revoke_enrollment(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
 
 @router.post(
     "/enroll",
-    response_model=IssuedToken,
+    response_model=EnrolledClient,
     status_code=201,
     summary="Exchange an enrollment secret for a client credential of one's own",
-    responses={401: {"description": "unknown, revoked, expired or used-up secret"}},
+    responses={
+        401: {"description": "unknown, revoked, expired or used-up secret"},
+        409: {"description": "the client id asked for already has a credential"},
+    },
 )
-def enroll(body: EnrollRequest, store: deps.StatestoreDep) -> dict[str, Any]:
-    """Exchange an enrollment secret for a client credential bound to the given client id."""
-    enrollment = stored_credential(store, body.secret, CredentialKind.ENROLLMENT)
+def enroll(
+    body: EnrollRequest, store: deps.StatestoreDep, authorization: Annotated[str, Header()] = ""
+) -> dict[str, Any]:
+    """Exchange an enrollment secret (in the body, or as the bearer token as the official client sends
+    it) for a client credential of one's own, bound to the client id asked for, if any."""
+    scheme, _, bearer = authorization.partition(" ")
+    secret = body.secret or (bearer.strip() if scheme.lower() == "bearer" else "")
+    if not secret:
+        raise HTTPException(
+            401,
+            "no enrollment secret: send it as 'secret' in the body or as 'Authorization: Bearer <secret>'",
+        )
+    enrollment = stored_credential(store, secret, CredentialKind.ENROLLMENT)
     if enrollment is None:
         raise HTTPException(401, f"the enrollment secret is unknown, revoked or expired; {ENROLL_HELP}")
+    if body.client_id and store.credentials.list({"client_id": body.client_id}).count:
+        raise HTTPException(
+            409,
+            f"client {body.client_id!r} already has a credential; enroll without a client id, or ask an "
+            "operator to revoke the old credential first",
+        )
     if store.credentials.use_enrollment(enrollment.id) is None:
         raise HTTPException(401, f"the enrollment secret has been used up; {ENROLL_HELP}")
-    credential, token = issue_client_credential(body.name, enrollment_id=enrollment.id)
+    credential, token = issue_client_credential(body.name, body.client_id, enrollment_id=enrollment.id)
     store.credentials.add(credential)
-    return {**_info(credential), "token": token}
+    return {**_info(credential), "token": token, "access_token": token, "refresh_token": token}
 
 
 @router.get("/me", response_model=Identity, summary="Who the caller's credential is: role and client id")

@@ -19,7 +19,8 @@ from typing import BinaryIO
 
 import grpc
 
-from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge
+from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
+from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.errors import InvalidId
 from scaleout.proto import scaleout_pb2 as pb
@@ -82,6 +83,14 @@ class ModelServicer(rpc.ModelServiceServicer):
         except UploadTooLarge as error:
             log.warning("rejected upload from client %s: %s", client_id or "?", error)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        if await asyncio.to_thread(is_container, update.path):  # the official client's ZIP container
+            try:
+                await asyncio.to_thread(unwrap, update.path, self._spool.max_size)
+            except ContainerRejected as error:
+                if self._spool.claim(update.update_id, client_id) is not None:
+                    discard(update.path)
+                log.warning("rejected upload from client %s: %s", client_id or "?", error)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         log.debug("spooled update %s from client %s (%d bytes)", update.update_id, client_id, update.size)
         return pb.ModelResponse(status=pb.OK, message=f"update {update.update_id} received")
 

@@ -23,12 +23,14 @@ from scaleout.combiner.logcontext import LogContextInterceptor
 from scaleout.combiner.malloc import limit_malloc_arenas
 from scaleout.combiner.metrics import MetricsInterceptor, MetricsServer
 from scaleout.combiner.modelservice import ModelServicer
+from scaleout.combiner.polling import Pollers
 from scaleout.combiner.ratelimit import RateLimiter
 from scaleout.combiner.rounds import RoundHandler
 from scaleout.combiner.servicer import CombinerClientServicer
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
+from scaleout.combiner.telemetry import Telemetry
 from scaleout.credentials import Authenticator, controller_token
 from scaleout.metrics import TimedStatestore
 from scaleout.proto import scaleout_pb2_grpc as rpc
@@ -112,6 +114,10 @@ class Combiner:
             work_dir,
             max_num_examples=settings.max_num_examples,
         )
+        self.pollers = Pollers(
+            self.registry, self.rounds, statestore, settings.name, settings.poll_online_seconds
+        )
+        self.telemetry = Telemetry(statestore)
         self.auth = _authenticator(settings, statestore)
         self._revocations = (
             RevocationWatcher(statestore, self.auth, self.registry, settings.credential_refresh)
@@ -130,7 +136,9 @@ class Combiner:
         interceptors = [*auth, MetricsInterceptor(), LogContextInterceptor()]  # refused calls go uncounted
         keepalive = keepalive_options(self.settings.keepalive_time, self.settings.keepalive_timeout)
         server = grpc.aio.server(options=[*SERVER_OPTIONS, *keepalive], interceptors=interceptors)
-        rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
+        rpc.add_CombinerClientServicer_to_server(
+            CombinerClientServicer(self.registry, self.rounds, self.pollers, self.telemetry), server
+        )
         rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
         rpc.add_ControlServicer_to_server(
             ControlServicer(self.settings.name, self.registry, self.rounds), server
@@ -175,6 +183,7 @@ class Combiner:
         if self._revocations is not None:
             await self._revocations.stop()
         stopped = asyncio.create_task(self._server.stop(STOP_GRACE)) if self._server else None
+        self.pollers.close()
         await self.registry.close()  # ends every task stream, so the server need not wait out the grace
         if stopped is not None:
             await stopped

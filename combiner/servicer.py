@@ -1,47 +1,33 @@
-"""CombinerClient: the RPCs edge clients call. Other RPCs of the service answer UNIMPLEMENTED."""
+"""CombinerClient: the RPCs edge clients call.
+
+Ours stream tasks (TaskStream); the official Scaleout Edge client polls (PollAndReportAsync, Announce:
+combiner/polling.py) and sends telemetry and metrics (combiner/telemetry.py).
+"""
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 import grpc
 
 from scaleout.combiner.clients import ClientRegistry, client_name
+from scaleout.combiner.modelservice import call_metadata
+from scaleout.combiner.polling import Pollers
 from scaleout.combiner.rounds import RoundHandler
+from scaleout.combiner.telemetry import Telemetry
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 
 log = logging.getLogger(__name__)
 
-UNIMPLEMENTED = (
-    "SendModelMetric",
-    "SendAttributeMessage",
-    "SendTelemetryMessage",
-    "StreamTelemetryRecord",
-    "StreamAttributeRecord",
-    "StreamInferenceResult",
-    "Announce",
-    "SendBacklogReport",
-    "PollAndReportAsync",
-)
-
-
-def _unimplemented(method: str) -> Callable[..., Coroutine[Any, Any, None]]:
-    """An async handler answering UNIMPLEMENTED (the generated default would run in a worker thread)."""
-
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"CombinerClient.{method} is not implemented by this combiner"
-        )
-
-    handler.__name__ = method
-    return handler
-
 
 class CombinerClientServicer(rpc.CombinerClientServicer):
-    def __init__(self, registry: ClientRegistry, rounds: RoundHandler) -> None:
+    def __init__(
+        self, registry: ClientRegistry, rounds: RoundHandler, pollers: Pollers, telemetry: Telemetry
+    ) -> None:
         self._registry = registry
         self._rounds = rounds
+        self._pollers = pollers
+        self._telemetry = telemetry
 
     async def TaskStream(
         self, request: pb.ClientAvailableMessage, context: grpc.aio.ServicerContext
@@ -81,6 +67,61 @@ class CombinerClientServicer(rpc.CombinerClientServicer):
     async def SendStatus(self, request: pb.Status, context: grpc.aio.ServicerContext) -> pb.Response:
         return pb.Response(response=await self._rounds.receive_status(request))
 
+    # -- the official client: polling, announcements, telemetry -----------------------------------
 
-for _method in UNIMPLEMENTED:
-    setattr(CombinerClientServicer, _method, _unimplemented(_method))
+    async def PollAndReportAsync(
+        self, request: pb.ClientReport, context: grpc.aio.ServicerContext
+    ) -> pb.CombinerDirective:
+        if not request.client_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ClientReport.client_id is required")
+        return await self._pollers.poll(request, call_metadata(context, "name"))
+
+    async def Announce(
+        self, request: pb.ClientAnnounceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Response:
+        if not request.client_id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "ClientAnnounceRequest.client_id is required"
+            )
+        try:
+            return await self._pollers.announce(request, call_metadata(context, "name"))
+        except ValueError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+    async def SendModelMetric(
+        self, request: pb.ModelMetric, context: grpc.aio.ServicerContext
+    ) -> pb.Response:
+        return pb.Response(response=await self._telemetry.metric(request))
+
+    async def SendAttributeMessage(
+        self, request: pb.AttributeMessage, context: grpc.aio.ServicerContext
+    ) -> pb.Response:
+        return pb.Response(response=self._telemetry.acknowledge(request))
+
+    async def SendTelemetryMessage(
+        self, request: pb.TelemetryMessage, context: grpc.aio.ServicerContext
+    ) -> pb.Response:
+        return pb.Response(response=self._telemetry.acknowledge(request))
+
+    async def SendBacklogReport(
+        self, request: pb.BacklogReport, context: grpc.aio.ServicerContext
+    ) -> pb.Response:
+        return pb.Response(response=self._telemetry.acknowledge(request))
+
+    async def StreamTelemetryRecord(
+        self, request_iterator: AsyncIterator[pb.TelemetryRecord], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RecordAck]:
+        async for ack in self._telemetry.acknowledge_stream(request_iterator, "telemetry_id"):
+            yield ack
+
+    async def StreamAttributeRecord(
+        self, request_iterator: AsyncIterator[pb.AttributeRecord], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RecordAck]:
+        async for ack in self._telemetry.acknowledge_stream(request_iterator, "attribute_id"):
+            yield ack
+
+    async def StreamInferenceResult(
+        self, request_iterator: AsyncIterator[pb.InferenceResult], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RecordAck]:
+        async for ack in self._telemetry.acknowledge_stream(request_iterator, "inference_result_id"):
+            yield ack

@@ -21,6 +21,8 @@ class CombinerSettings:
     models: str = DEFAULT_MODEL_REPOSITORY_URI
     advertise_host: str | None = None
     heartbeat_timeout: float = 30.0
+    # A polling client (the official one: PollAndReportAsync every 5 s) is online this long after a poll.
+    poll_online_seconds: float = 30.0
     registry_interval: float = 5.0
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB

@@ -36,8 +36,8 @@ class UpdateSpool:
 
     def __init__(self, directory: Path, max_size: int) -> None:
         self._directory = directory
-        self._max_size = max_size
         self._updates: dict[str, SpooledUpdate] = {}
+        self.max_size = max_size
         self._receiving: set[str] = set()
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.iterdir():  # uploads of a combiner killed mid-round: no round takes them
@@ -56,10 +56,10 @@ class UpdateSpool:
             try:
                 async for data in chunks:
                     size += len(data)
-                    if size > self._max_size:
+                    if size > self.max_size:
                         raise UploadTooLarge(
                             f"update {update_id} is larger than the combiner's --max-model-size of "
-                            f"{self._max_size} bytes"
+                            f"{self.max_size} bytes"
                         )
                     await asyncio.to_thread(stream.write, data)
             finally:

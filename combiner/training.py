@@ -28,6 +28,7 @@ class TrainingRound:
     arrived: dict[str, tuple[float, datetime]] = field(default_factory=dict)  # monotonic and wall clock
     reported: set[str] = field(default_factory=set)  # clients whose report is settled
     gone: list[str] = field(default_factory=list)  # selected clients whose stream closed before reporting
+    polled: set[str] = field(default_factory=set)  # clients whose train task went out in a poll answer
     clients: list[pb.ClientResult] = field(default_factory=list)
     rejected: list[pb.RejectedUpdate] = field(default_factory=list)
     closed: bool = False
@@ -68,6 +69,7 @@ class TrainingRound:
             train_seconds=arrived - self.published_at.get(client_id, self.started),
             fold_seconds=fold_seconds,
             meta=json.dumps(meta),
+            delivery="poll" if client_id in self.polled else "stream",
         )
         result.received_at.FromDatetime(received_at)
         self.clients.append(result)

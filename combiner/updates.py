@@ -40,9 +40,7 @@ def parse_meta(meta: str, max_examples: int) -> tuple[dict[str, Any], int]:
         ) from None
     if not isinstance(value, dict):
         raise UpdateRejected("meta is not a JSON object; send the train entry point's OUT-metadata")
-    if "num_examples" not in value:
-        raise UpdateRejected("meta has no num_examples; the train entry point must save it in OUT-metadata")
-    count = value["num_examples"]
+    count = _num_examples(value)
     if isinstance(count, bool) or not isinstance(count, int):
         raise UpdateRejected(f"num_examples must be an integer, got {short(count)} ({type(count).__name__})")
     if count <= 0:
@@ -53,6 +51,19 @@ def parse_meta(meta: str, max_examples: int) -> tuple[dict[str, Any], int]:
             "(--max-num-examples)"
         )
     return value, count
+
+
+def _num_examples(meta: dict[str, Any]) -> Any:
+    """num_examples at the top (our clients) or under training_metadata (the official client)."""
+    if "num_examples" in meta:
+        return meta["num_examples"]
+    nested = meta.get("training_metadata")
+    if isinstance(nested, dict) and "num_examples" in nested:
+        return nested["num_examples"]
+    raise UpdateRejected(
+        "meta has no num_examples (nor training_metadata.num_examples); the train entry point must "
+        "save it in OUT-metadata"
+    )
 
 
 def check_arrays(path: str | Path, specs: list[ArraySpec]) -> None:

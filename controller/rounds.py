@@ -410,6 +410,7 @@ def _client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> Clien
         fold_seconds=client.fold_seconds,
         meta=_meta(client.meta),
         received_at=client.received_at.ToDatetime(UTC) if client.HasField("received_at") else None,
+        delivery=client.delivery,
     )
 
 

@@ -389,20 +389,22 @@ class ValidationConfig(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., round_id: _Optional[str] = ..., model_id: _Optional[str] = ..., timeout: _Optional[float] = ..., client_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClientResult(_message.Message):
-    __slots__ = ("client_id", "num_examples", "train_seconds", "fold_seconds", "meta", "received_at")
+    __slots__ = ("client_id", "num_examples", "train_seconds", "fold_seconds", "meta", "received_at", "delivery")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FOLD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     num_examples: int
     train_seconds: float
     fold_seconds: float
     meta: str
     received_at: _timestamp_pb2.Timestamp
-    def __init__(self, client_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., train_seconds: _Optional[float] = ..., fold_seconds: _Optional[float] = ..., meta: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    delivery: str
+    def __init__(self, client_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., train_seconds: _Optional[float] = ..., fold_seconds: _Optional[float] = ..., meta: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivery: _Optional[str] = ...) -> None: ...
 
 class RejectedUpdate(_message.Message):
     __slots__ = ("client_id", "reason")

@@ -81,6 +81,10 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/health/ready"): PUBLIC,
     # The enrollment secret in the body is the credential; the route checks it.
     ("POST", f"{API}/clients/enroll"): PUBLIC,
+    # The official client's token exchange (api/routes_token_exchange.py): the token in the body is
+    # the credential, and the route checks it.
+    ("POST", "/api/auth/refresh"): PUBLIC,
+    ("POST", f"{API}/clients/token"): PUBLIC,
     # What an edge client calls (client/assignment.py, client/package_download.py, client/credential.py).
     # /clients/add checks that a client assigns itself only (api/auth.require_own_client).
     ("POST", f"{API}/clients/add"): Rule(ADMIN_OR_CLIENT),
@@ -144,14 +148,23 @@ MODEL_SERVICE = "/scaleout.ModelService/"
 CONTROL = "/scaleout.Control/"
 HEALTH = "/grpc.health.v1.Health/"
 
-# Full gRPC method name -> rule. The client services' other RPCs answer UNIMPLEMENTED in open mode and
-# are refused here: nothing implements them.
+# Full gRPC method name -> rule.
 RPC_RULES: dict[str, Rule] = {
     f"{CLIENT_SERVICE}TaskStream": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendHeartbeat": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendModelUpdate": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendModelValidation": Rule(ADMIN_OR_CLIENT, client_id="request"),
     f"{CLIENT_SERVICE}SendStatus": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    # The official Scaleout Edge client polls instead of streaming, announces itself and sends telemetry.
+    f"{CLIENT_SERVICE}PollAndReportAsync": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}Announce": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendModelMetric": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendAttributeMessage": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendTelemetryMessage": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}SendBacklogReport": Rule(ADMIN_OR_CLIENT, client_id="request"),
+    f"{CLIENT_SERVICE}StreamTelemetryRecord": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
+    f"{CLIENT_SERVICE}StreamAttributeRecord": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
+    f"{CLIENT_SERVICE}StreamInferenceResult": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
     f"{MODEL_SERVICE}Upload": Rule(ADMIN_OR_CLIENT, client_id="metadata"),
     f"{MODEL_SERVICE}Download": Rule(ADMIN_OR_CLIENT),
     # Rounds and validations run only for the controller: a forged RoundConfig from anyone else would

@@ -197,6 +197,9 @@ class ClientRoundResult(BaseModel):
     fold_seconds: float = 0.0
     meta: dict[str, Any] = Field(default_factory=dict)
     received_at: datetime | None = Field(None, description="when the update arrived at its combiner")
+    delivery: str = Field(
+        "", description='how its train task reached it: "stream" (TaskStream) or "poll" (PollAndReportAsync)'
+    )
 
 
 class CombinerRoundResult(BaseModel):

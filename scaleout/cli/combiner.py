@@ -73,6 +73,17 @@ def combiner_group() -> None:
     help="Seconds without task stream and heartbeat after which a client is offline.",
 )
 @click.option(
+    "--poll-online-seconds",
+    envvar="SCALEOUT_COMBINER_POLL_ONLINE_SECONDS",
+    type=click.FloatRange(min=0.01, max=86_400),
+    default=DEFAULTS.poll_online_seconds,
+    show_default=True,
+    help=(
+        "Seconds a polling client (the official Scaleout Edge client) stays online after its last poll "
+        "(or three of the poll intervals it reports, if longer)."
+    ),
+)
+@click.option(
     "--keepalive-time",
     envvar="SCALEOUT_COMBINER_KEEPALIVE_TIME",
     type=click.FloatRange(min=0.001, max=86_400),
@@ -175,6 +186,7 @@ def start(
     models_uri: str,
     advertise_host: str | None,
     heartbeat_timeout: float,
+    poll_online_seconds: float,
     keepalive_time: float,
     keepalive_timeout: float,
     registry_interval: float,
@@ -213,6 +225,7 @@ def start(
             models=models_uri,
             advertise_host=advertise_host or None,
             heartbeat_timeout=heartbeat_timeout,
+            poll_online_seconds=poll_online_seconds,
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
             registry_interval=registry_interval,

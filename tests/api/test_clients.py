@@ -91,6 +91,11 @@ def test_the_least_loaded_online_combiner_is_assigned_and_the_client_recorded(
         "combiner": {"host": "quiet.local", "port": 12080, "name": "quiet", "tls": False},
         "package": "remote",
         "helper_type": "binaryhelper",
+        "host": "quiet.local",
+        "public_hostname": "quiet.local",
+        "internal_hostname": "quiet.local",
+        "port": 12080,
+        "grpc_secure": False,
     }
     client = server.statestore.clients.get("edge-7")
     assert client.combiner_id == "quiet" and client.name == "seven"
@@ -109,6 +114,28 @@ def test_the_answer_tells_the_client_that_its_combiner_speaks_tls(server: ApiSer
         "name": "secure",
         "tls": True,
     }
+    assert response.json()["grpc_secure"] is True
+
+
+def test_the_official_clients_request_gets_the_top_level_fields_it_dials(
+    server: ApiServer, http: httpx.Client
+):
+    """scaleout==1.1.0 sends these keys and reads public_hostname, port and grpc_secure at the top."""
+    activate_package(server)
+    add_combiner(server, "plain", clients=0)
+    body = {
+        "name": "edge",
+        "client_id": "0b7c1c9e-5f4e-4a57-9d1e-3f0f2d6f9a11",
+        "preferred_combiner": None,
+        "package": "local",
+        "client_version": "1.1.0",
+    }
+
+    answer = http.post("/clients/add", json=body).json()
+
+    assert answer["client_id"] == body["client_id"]
+    assert (answer["public_hostname"], answer["port"], answer["grpc_secure"]) == ("plain.local", 12080, False)
+    assert answer["helper_type"] == "numpyhelper"
 
 
 def test_a_burst_of_clients_is_spread_over_the_combiners_at_once(server: ApiServer, http: httpx.Client):

@@ -1,4 +1,4 @@
-"""ModelService and the RPCs the combiner does not implement."""
+"""ModelService: uploads and downloads in chunks."""
 
 import asyncio
 
@@ -79,21 +79,3 @@ async def test_download_streams_the_staged_model_in_chunks(tmp_path):
         assert all(1024 * 1024 <= size <= 4 * 1024 * 1024 for size in sizes[:-1])
         assert len(sizes) > 1 and sum(sizes) == len(npz_bytes(seed))
         await asyncio.wait_for(round_task, WAIT)
-
-
-@pytest.mark.parametrize("method", ["Announce", "SendModelMetric", "PollAndReportAsync"])
-async def test_rpc_the_combiner_does_not_implement_answers_unimplemented(tmp_path, method):
-    requests = {
-        "Announce": pb.ClientAnnounceRequest(client_id="a"),
-        "SendModelMetric": pb.ModelMetric(client_id="a"),
-        "PollAndReportAsync": pb.ClientReport(client_id="a"),
-    }
-    async with running_combiner(tmp_path) as combiner:
-        client = TestClient(address(combiner), "a")
-        try:
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await getattr(client.client, method)(requests[method], timeout=WAIT)
-            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert method in raised.value.details()
-        finally:
-            await client.close()
