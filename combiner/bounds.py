@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from scaleout import round_rules as rules
-from scaleout.combiner.npzfile import ArraySpec, NpzReader, write_npz_slices
+from scaleout.aggregation.npzfile import ArraySpec, NpzReader, write_npz_slices
 from scaleout.combiner.updates import UpdateRejected
 from scaleout.proto import scaleout_pb2 as pb
 

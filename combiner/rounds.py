@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+from scaleout.aggregation.fedavg import FedAvg
 from scaleout.combiner.bounds import CLIPPED_SUFFIX, bound_update, round_settings_error
 from scaleout.combiner.clients import ClientRegistry
-from scaleout.combiner.fedavg import FedAvg
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from scaleout.combiner.fedavg import FedAvg
+from scaleout.aggregation.fedavg import FedAvg
 from scaleout.proto import scaleout_pb2 as pb
 
 
