@@ -157,7 +157,7 @@ def aggregator_kwargs_error(aggregator: str, kwargs: Mapping[str, float], min_cl
         spec = known.get(name)
         if spec is None:
             valid = ", ".join(known) or "none"
-            return f"aggregator_kwargs.{short(name)} is not a kwarg of {aggregator}; its kwargs are: {valid}"
+            return f"aggregator_kwargs: {short(name)} is not a kwarg of {aggregator}; its kwargs are: {valid}"
         if error := spec.error(value):
             return f"aggregator_kwargs.{name} {error} ({spec.meaning})"
     if "dp_noise_multiplier" in kwargs and "dp_clip_norm" not in kwargs:
