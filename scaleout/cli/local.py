@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from scaleout.cli.aggregator import aggregator_options
 from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.cli.tables import console as wide_console
 from scaleout.cli.tables import rounds_table
@@ -48,6 +49,7 @@ console = Console()
 )
 @click.option("--min-clients", type=click.IntRange(1), help="Updates a round needs (default: all clients).")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
+@aggregator_options
 @env_dir_option
 def local_command(
     package_dir: Path,
@@ -60,6 +62,8 @@ def local_command(
     round_timeout: float,
     min_clients: int | None,
     validate: bool,
+    aggregator: str,
+    aggregator_kwargs: dict[str, float],
     env_dir: Path,
 ) -> None:
     """Run a session of ROUNDS rounds on PACKAGE_DIR with CLIENTS local clients.
@@ -82,6 +86,8 @@ def local_command(
         round_timeout=round_timeout,
         min_clients=min_clients,
         validate=validate,
+        aggregator=aggregator,
+        aggregator_kwargs=aggregator_kwargs,
         env_dir=env_dir,
     )
     with user_errors(), Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as live:

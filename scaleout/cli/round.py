@@ -17,6 +17,7 @@ ROUND_COLUMNS = [
     Column("examples", lambda r: str(sum(c.get("num_examples", 0) for c in r.get("clients", []))), "right"),
     Column("seconds", lambda r: duration(r.get("started_at"), r.get("finished_at")), "right"),
     Column("model", field("model_id", short_id)),
+    Column("epsilon", lambda r: "" if r.get("epsilon") is None else f"{r['epsilon']:.3g}", "right"),
     Column("started", field("started_at", when)),
     Column("error", lambda r: r.get("error") or ""),
 ]
