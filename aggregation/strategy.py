@@ -48,7 +48,7 @@ class ServerOptimizer(ABC):
 
     @abstractmethod
     def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        """``state`` after this round, from its previous value and this round's Delta (float64 blocks)."""
+        """``state`` after this round from its previous value and Delta (blocks in the state's dtype)."""
 
     @abstractmethod
     def step(self, new: dict[str, np.ndarray]) -> np.ndarray:
