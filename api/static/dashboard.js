@@ -659,6 +659,7 @@
         },
         { label: "Rejected", cell: rejectedCell },
         { label: "Model", cell: (r) => idCell(r.model_id) },
+        { label: "ε (DP)", class: "num", cell: (r) => (r.epsilon == null ? "–" : r.epsilon.toPrecision(3)) },
       ],
       rounds,
       "No round has started yet.",
