@@ -242,7 +242,10 @@ class RoundRunner:
         """The DP sampling rates of the session's committed rounds, then this round's (selected /
         connected clients). Blocking."""
         connected = sum(a.participant.client_count for a in assignments)
-        selected = sum(a.requested_clients or a.participant.client_count for a in assignments)
+        selected = sum(
+            min(a.requested_clients or a.participant.client_count, a.participant.client_count)
+            for a in assignments
+        )
         finished = self.ctx.statestore.rounds.list(
             {"session_id": self.session.id, "status": RoundStatus.FINISHED.value}, sort_key="index"
         ).items

@@ -153,20 +153,27 @@ def test_dp_clips_each_update_and_averages_unweighted(fed: Federation) -> None:
 def test_dp_noise_reports_the_accountants_epsilon_per_round(fed: Federation) -> None:
     seed_id = seeded(fed)
     fed.start_combiner()
-    start_clients(fed, HONEST)
+    start_clients(fed, [*HONEST, {"E2E_K": "2", "E2E_N": "20"}])
     kwargs = {"dp_clip_norm": 1.0, "dp_noise_multiplier": 1.3, "dp_delta": 1e-4}
 
+    # 2 of the 3 connected clients are selected each round: the accountant's sampling rate is 2/3
     session = run_session(
-        fed, rounds=2, validate=False, min_clients=2, aggregator_kwargs=kwargs, model_id=seed_id
+        fed,
+        rounds=2,
+        validate=False,
+        min_clients=2,
+        requested_clients=2,
+        aggregator_kwargs=kwargs,
+        model_id=seed_id,
     )
 
     assert session["status"] == "Finished", session
     rounds = rounds_of(fed, session["id"])
     for count, round_ in enumerate(rounds, start=1):
         accountant = rdp.RdpAccountant()
-        accountant.compose(dp_event.PoissonSampledDpEvent(1.0, dp_event.GaussianDpEvent(1.3)), count)
+        accountant.compose(dp_event.PoissonSampledDpEvent(2 / 3, dp_event.GaussianDpEvent(1.3)), count)
         assert round_["epsilon"] == pytest.approx(accountant.get_epsilon(1e-4), rel=1e-12)
-        assert round_["dp_sampling_rate"] == 1.0
-    # noise of std 1.3 * 1 / 2 moved the model off the clipped mean
+        assert round_["dp_sampling_rate"] == pytest.approx(2 / 3, rel=1e-15)
+    # noise of std 1.3 * 1 / 2 moved the model off the clipped mean (every clipped delta is 1/sqrt(17))
     shift = global_model(fed, rounds[0]["model_id"])[1] - SEED[1]
     assert np.abs(shift - 1 / math.sqrt(17)).max() > 1e-3
