@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event, rdp
 
-from tests.e2e.federation import Federation, federation
+from tests.e2e.federation import Federation, federation, wait_until
 from tests.e2e.test_federation import (
     ENV,
     SEED,
@@ -19,6 +19,7 @@ from tests.e2e.test_federation import (
     seeded,
     start_clients,
 )
+from tests.e2e.test_resume import rerun_of_round
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -33,12 +34,14 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
         yield fed
 
 
-def adam_trajectory(rounds: int, eta: float, b1: float, b2: float, tau: float) -> list[float]:
-    """The shift from the seed after each round of FedAdam (Reddi et al. 2021, Alg. 2) with Delta = DELTA."""
+def adam_trajectory(
+    rounds: int, eta: float, b1: float, b2: float, tau: float, delta: float = DELTA
+) -> list[float]:
+    """The shift from the seed after each round of FedAdam (Reddi et al. 2021, Alg. 2), Delta each round."""
     x, m, v, shifts = 0.0, 0.0, tau**2, []
     for _ in range(rounds):
-        m = b1 * m + (1 - b1) * DELTA
-        v = b2 * v + (1 - b2) * DELTA**2
+        m = b1 * m + (1 - b1) * delta
+        v = b2 * v + (1 - b2) * delta**2
         x += eta * m / (math.sqrt(v) + tau)
         shifts.append(x)
     return shifts
@@ -98,6 +101,36 @@ def test_fedadam_follows_the_reference_trajectory_and_a_continued_session_contin
     assert rest["status"] == "Finished", rest
     # the same model as the uninterrupted session: m and v came with the model, not reset
     assert_shift(fed, rounds_of(fed, rest["id"])[-1]["model_id"], reference[2])
+
+
+def test_a_session_resumed_after_an_api_restart_continues_the_optimizer(fed: Federation) -> None:
+    seeded(fed)
+    fed.start_combiner()
+    gate = fed.root / "gate"
+    held = {"E2E_K": "1", "E2E_N": "10", "E2E_GATE": str(gate), "E2E_GATE_ROUND": "1"}
+    start_clients(fed, [held, held])
+    session_id = fed.api.start_session(
+        rounds=3,
+        validate=False,
+        min_clients=2,
+        round_timeout=60,
+        aggregator="fedadam",
+        aggregator_kwargs=ADAM,
+    )
+    wait_until(lambda: Path(f"{gate}.started").exists(), 60, "round 1 to reach the clients")
+    (interrupted,) = [r for r in rounds_of(fed, session_id) if r["status"] == "Running"]
+
+    fed.processes["api"].kill()  # the controller dies mid-round 1, after round 0 stored its state
+    fed.start_api()
+    wait_until(lambda: rerun_of_round(fed.api, session_id, 1, interrupted["id"]), 60, "round 1 to be re-run")
+    gate.touch()
+
+    session = fed.api.wait_for_session(session_id, 180)
+    assert session["status"] == "Finished" and session["resumed"] == 1, session
+    finished = [r for r in rounds_of(fed, session_id) if r["status"] == "Finished"]
+    reference = adam_trajectory(3, ADAM["server_lr"], ADAM["beta1"], ADAM["beta2"], ADAM["tau"], delta=1.0)
+    for round_, shift in zip(finished, reference, strict=True):
+        assert_shift(fed, round_["model_id"], shift)  # as if never interrupted: m and v were not reset
 
 
 @pytest.mark.parametrize(
