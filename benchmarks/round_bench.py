@@ -127,7 +127,7 @@ def run_config(fed: Federation, config: Config, seed_id: str, seed: list[np.ndar
         validate=False,
         model_id=seed_id,
     )
-    session = fed.api.wait_for_session(session_id, timeout=300)
+    session = fed.api.wait_for_session(session_id, timeout=900)  # a loaded machine: K=16 at 100 MB is slow
     if session["status"] != "Finished":
         raise RuntimeError(f"session {session_id} ended {session['status']}: {session.get('error')}")
     rss = peak_rss_mb(combiner), peak_rss_mb(api)
