@@ -20,6 +20,7 @@ COPY scaleout ./scaleout
 COPY scaleoututil ./scaleoututil
 COPY proto ./proto
 COPY controller ./controller
+COPY aggregation ./aggregation
 COPY combiner ./combiner
 COPY client ./client
 COPY api ./api

@@ -242,6 +242,9 @@ class APIClient:
     ) -> str:
         """Create and start a session (from `model_id`, else the latest model); returns its id.
 
+        `aggregator` is one of scaleout.round_rules.AGGREGATORS and `aggregator_kwargs` its numeric kwargs
+        (e.g. aggregator="fedadam", aggregator_kwargs={"server_lr": 0.01}; the README's strategies table);
+        an unknown name or a value out of range is an APIError 422 naming the field and the range.
         Extra keyword arguments are further SessionConfig fields (client_settings, round_retries).
         """
         body = {

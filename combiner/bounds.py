@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from scaleout import round_rules as rules
-from scaleout.combiner.npzfile import ArraySpec, NpzReader, write_npz_slices
+from scaleout.aggregation.npzfile import ArraySpec, NpzReader, write_npz_slices
 from scaleout.combiner.updates import UpdateRejected
 from scaleout.proto import scaleout_pb2 as pb
 
 CLIPPED_SUFFIX = ".clipped.npz"
+DP_CLIPPED_SUFFIX = ".dp-clipped.npz"
 
 
 def round_settings_error(config: pb.RoundConfig) -> str | None:
@@ -32,21 +33,29 @@ def round_settings_error(config: pb.RoundConfig) -> str | None:
     # Empty names mean the defaults, as for RoundConfigs of older controllers.
     if config.aggregator:
         checks.append(("aggregator", rules.name_error(config.aggregator, rules.AGGREGATORS, "aggregator")))
+    if error := rules.aggregator_kwargs_error(config.aggregator or "fedavg", dict(config.aggregator_kwargs)):
+        checks.append(("", error))
     if config.helper:
         checks.append(("helper", rules.name_error(config.helper, rules.HELPERS, "helper")))
     if config.max_update_norm:
         checks.append(("max_update_norm", rules.update_norm_error(config.max_update_norm)))
     for field, error in checks:
         if error:
-            return f"RoundConfig.{field} {error}"
+            return f"RoundConfig.{field} {error}" if field else f"RoundConfig.{error}"
     return None
 
 
 def bound_update(
-    update: Path, global_model: Path, specs: list[ArraySpec], max_norm: float, clip: bool
+    update: Path,
+    global_model: Path,
+    specs: list[ArraySpec],
+    max_norm: float,
+    clip: bool,
+    clipped: Path | None = None,
 ) -> Path:
     """The file to fold: ``update`` itself when its delta's norm is within ``max_norm``, a clipped copy
-    beside it when ``clip`` (the caller deletes it), else UpdateRejected stating the norm."""
+    (at ``clipped``, by default beside it) when ``clip`` (the caller deletes it), else UpdateRejected
+    stating the norm."""
     norm = delta_norm(update, global_model, len(specs))
     if norm <= max_norm:
         return update
@@ -55,7 +64,7 @@ def bound_update(
             f"the update's distance from the global model (L2 norm {norm:.6g}) is above the session's "
             f"max_update_norm of {max_norm:g}; not averaged"
         )
-    clipped = update.with_name(update.stem + CLIPPED_SUFFIX)
+    clipped = clipped or update.with_name(update.stem + CLIPPED_SUFFIX)
     factor = max_norm / norm if math.isfinite(norm) else 0.0
     with NpzReader(update) as new, NpzReader(global_model) as old:
         write_npz_slices(

@@ -20,9 +20,11 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
-from scaleout.combiner.bounds import CLIPPED_SUFFIX, bound_update, round_settings_error
+from scaleout.aggregation.dp import dp_options
+from scaleout.aggregation.strategies import client_aggregator
+from scaleout.aggregation.strategy import ClientAggregator
+from scaleout.combiner.bounds import CLIPPED_SUFFIX, DP_CLIPPED_SUFFIX, bound_update, round_settings_error
 from scaleout.combiner.clients import ClientRegistry
-from scaleout.combiner.fedavg import FedAvg
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
@@ -165,7 +167,9 @@ class RoundHandler:
             result = training.result(False, f"round {config.round_id}: combiner {self.name} error: {error}")
         finally:
             training.closed = True
-            training.fedavg = None  # free the accumulator now, not when the next round starts
+            if training.aggregator is not None:  # free the accumulator or kept updates now
+                training.aggregator.close()
+                training.aggregator = None
             dropped = self._spool.discard_all()
             if dropped:
                 log.info(
@@ -201,7 +205,9 @@ class RoundHandler:
                 f"round {config.round_id}: global model {config.model_id} is not a "
                 f"readable npz file: {error}",
             )
-        training.fedavg = FedAvg(specs)
+        training.aggregator = client_aggregator(
+            config.aggregator, dict(config.aggregator_kwargs), specs, self._aggregates
+        )
         self._round_index[config.round_id] = config.round_index
         self._helper = config.helper or self._helper
         # Select after staging (which awaited): these clients have an open stream right now.
@@ -282,9 +288,9 @@ class RoundHandler:
         so the worker thread could not be stopped anyway); the aggregate no result will name is then
         deleted, so an abandoned round leaves no model in the repository.
         """
-        assert training.fedavg is not None
+        assert training.aggregator is not None
         model_id = new_id()
-        write = self._spawn(self._store_aggregate(training.fedavg, model_id))
+        write = self._spawn(self._store_aggregate(training.aggregator, model_id))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -292,10 +298,10 @@ class RoundHandler:
             raise
         return model_id
 
-    async def _store_aggregate(self, fedavg: FedAvg, model_id: str) -> None:
+    async def _store_aggregate(self, aggregator: ClientAggregator, model_id: str) -> None:
         path = self._aggregates / f"{model_id}.npz"
         try:
-            await asyncio.to_thread(fedavg.write, path)
+            await asyncio.to_thread(aggregator.write, path)
             await asyncio.to_thread(self._repository.put_model, model_id, path)
             self._staged.adopt(model_id, path)
         finally:
@@ -415,12 +421,15 @@ class RoundHandler:
     ) -> str:
         """Check the update's arrays, then fold it in under the round's lock; record either outcome."""
         try:
-            fedavg = training.fedavg
-            if fedavg is None or training.closed:
+            aggregator = training.aggregator
+            if aggregator is None or training.closed:
                 raise UpdateRejected(f"update arrived after round {training.round_id} ended; not averaged")
             async with training.check_slot:
-                await asyncio.to_thread(check_arrays, spooled.path, fedavg.specs)
+                await asyncio.to_thread(check_arrays, spooled.path, aggregator.specs)
                 path = await self._within_norm_bound(training, spooled.path)
+                path = await self._dp_clipped(training, path)
+            # DP averages unweighted: a client's num_examples must not scale its contribution.
+            weight = 1 if dp_options(training.config.aggregator_kwargs) else count
             async with training.fold_lock:
                 if training.closed:
                     raise UpdateRejected(
@@ -428,7 +437,7 @@ class RoundHandler:
                     )
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(fedavg.fold, path, count)
+                    await asyncio.to_thread(aggregator.fold, path, weight)
                 except Exception as error:  # the accumulator may hold part of this update: fail the round
                     training.fail(
                         f"round {training.round_id}: folding the update of client {client_id} "
@@ -446,20 +455,38 @@ class RoundHandler:
         finally:
             discard(spooled.path)
             discard(spooled.path.with_name(spooled.path.stem + CLIPPED_SUFFIX))
+            discard(spooled.path.with_name(spooled.path.stem + DP_CLIPPED_SUFFIX))
 
     async def _within_norm_bound(self, training: TrainingRound, update: Path) -> Path:
         """The update, or its clipped copy, when the session bounds update norms; else UpdateRejected."""
         config = training.config
-        if not config.max_update_norm or training.fedavg is None:
+        if not config.max_update_norm or training.aggregator is None:
             return update
         global_model = await self._staged.stage(config.model_id)
         return await asyncio.to_thread(
             bound_update,
             update,
             global_model,
-            training.fedavg.specs,
+            training.aggregator.specs,
             config.max_update_norm,
             config.clip_updates,
+        )
+
+    async def _dp_clipped(self, training: TrainingRound, update: Path) -> Path:
+        """In DP mode, the update with its delta clipped to dp_clip_norm (a copy when it was over)."""
+        options = dp_options(training.config.aggregator_kwargs)
+        if options is None or training.aggregator is None:
+            return update
+        global_model = await self._staged.stage(training.config.model_id)
+        stem = update.name.split(".")[0]
+        return await asyncio.to_thread(
+            bound_update,
+            update,
+            global_model,
+            training.aggregator.specs,
+            options.clip_norm,
+            True,
+            update.with_name(stem + DP_CLIPPED_SUFFIX),
         )
 
     async def receive_status(self, status: pb.Status) -> str:

@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from pathlib import Path
 
-from scaleout.combiner.npzfile import ArraySpec, read_specs
+from scaleout.aggregation.npzfile import ArraySpec, read_specs
 from scaleout.store import validate_id
 from scaleout.store.repository import ModelRepository
 

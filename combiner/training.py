@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from scaleout.combiner.fedavg import FedAvg
+from scaleout.aggregation.strategy import ClientAggregator
 from scaleout.proto import scaleout_pb2 as pb
 
 
@@ -20,7 +20,7 @@ class TrainingRound:
     config: pb.RoundConfig
     combiner: str
     started: float = field(default_factory=time.monotonic)
-    fedavg: FedAvg | None = None
+    aggregator: ClientAggregator | None = None
     correlation_of: dict[str, str] = field(default_factory=dict)  # client id -> its task's correlation id
     client_of: dict[str, str] = field(default_factory=dict)  # correlation id -> client id
     published_at: dict[str, float] = field(default_factory=dict)
@@ -137,7 +137,7 @@ class TrainingRound:
             ok=ok,
             error=error,
             model_id=model_id,
-            num_examples=self.fedavg.total if ok and self.fedavg else 0,
+            num_examples=self.aggregator.total if ok and self.aggregator else 0,
             clients=self.clients,
             rejected=self.rejected,
             seconds=self.elapsed(),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from scaleout.combiner.npzfile import ArraySpec, NpzReader
+from scaleout.aggregation.npzfile import ArraySpec, NpzReader
 from scaleout.round_rules import short
 
 

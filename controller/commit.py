@@ -32,6 +32,7 @@ def commit_round(
     index: int,
     round_changes: dict[str, Any],
     fence: Callable[[int], None],
+    optimizer_state_id: str | None = None,
 ) -> Model:
     """Add the Model record, finish the Round, count the round on the Session, in that order.
 
@@ -50,6 +51,7 @@ def commit_round(
         name=f"{session.name or session.id} round {index + 1}",
         size=size,
         sha256=sha256,
+        optimizer_state_id=optimizer_state_id,
     )
     statestore.models.add(model)
     # The round ends when its model is committed, after the digest (which reads the whole model).

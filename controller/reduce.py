@@ -3,7 +3,7 @@
 Each combiner already averaged its own clients' updates, weighted by their num_examples; weighting
 each combiner's model by its total num_examples makes the result exactly the average over all clients
 (sum_k N_k * (sum_i n_i x_i / N_k) / sum_k N_k = sum_i n_i x_i / sum_i n_i).
-It is the combiner's streaming FedAvg (combiner/fedavg.py) over the combiners' models: each is
+It is the combiner's streaming FedAvg (aggregation/fedavg.py) over the combiners' models: each is
 spooled to a temporary file and folded in a slice at a time, and the average is written slice by
 slice. Memory is one accumulator the size of the model (float32 for a float32 model) plus a few MiB,
 whatever the number of combiners: no model is ever whole in memory.
@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scaleout.combiner.fedavg import FedAvg
-from scaleout.combiner.npzfile import ArraySpec, read_specs
+from scaleout.aggregation.fedavg import FedAvg
+from scaleout.aggregation.npzfile import ArraySpec, read_specs
 from scaleout.store.entities import new_id
 from scaleout.store.repository import ModelRepository
 

@@ -25,6 +25,7 @@ from scaleout.controller.events import record_event
 from scaleout.controller.lease import LeaseLost, SessionLease
 from scaleout.controller.progress import LiveRound
 from scaleout.controller.reduce import PartialModel, discard_models, reduce_models
+from scaleout.controller.server_step import RoundModel, finish_model, needs_step
 from scaleout.controller.settings import ControllerSettings
 from scaleout.errors import NotFound, RoundFailed
 from scaleout.proto import scaleout_pb2
@@ -201,8 +202,9 @@ class RoundRunner:
             )
         except (ValueError, OSError) as err:
             raise RoundFailed(f"reduce failed: {err}") from err
+        made = await self._server_step(parent, model_id, assignments)
         self._set_stage("committing")
-        model = await self._commit_model(record, parent, model_id)
+        model = await self._commit_model(record, parent, made)
         warnings = [o.error for o in self._outcomes if o.error]
         note = f"; ignored: {'; '.join(warnings)}" if warnings else ""
         await self._event(
@@ -211,6 +213,45 @@ class RoundRunner:
         if self.session.config.validate_models:
             await self._validate(record, model, [a.participant for a in assignments])
         return RoundOutcome(record.id, model=model)
+
+    async def _server_step(
+        self, parent: Model, mean_id: str, assignments: Sequence[Assignment]
+    ) -> RoundModel:
+        """DP noise and the server optimizer's step on the reduced mean; the mean itself for fedavg."""
+        config = self.session.config
+        if not needs_step(config):
+            return RoundModel(mean_id)
+        self._set_stage("server step")
+        updates = sum(len(o.result.clients) for o in self._outcomes if o.ok)
+        rates = await asyncio.to_thread(self._sampling_rates, assignments)
+        try:
+            return await asyncio.to_thread(
+                finish_model,
+                self.ctx.repository,
+                config,
+                parent,
+                mean_id,
+                updates,
+                rates,
+                self.ctx.settings.work_dir,
+            )
+        except (ValueError, OSError) as err:
+            await asyncio.to_thread(discard_models, self.ctx.repository, [mean_id])
+            raise RoundFailed(f"server step failed: {err}") from err
+
+    def _sampling_rates(self, assignments: Sequence[Assignment]) -> list[float]:
+        """The DP sampling rates of the session's committed rounds, then this round's (selected /
+        connected clients). Blocking."""
+        connected = sum(a.participant.client_count for a in assignments)
+        selected = sum(
+            min(a.requested_clients or a.participant.client_count, a.participant.client_count)
+            for a in assignments
+        )
+        finished = self.ctx.statestore.rounds.list(
+            {"session_id": self.session.id, "status": RoundStatus.FINISHED.value}, sort_key="index"
+        ).items
+        earlier = [r.dp_sampling_rate for r in finished if r.dp_sampling_rate is not None]
+        return [*earlier, min(selected / max(connected, 1), 1.0)]
 
     async def _start_rounds(
         self, record: Round, parent: Model, assignments: Sequence[Assignment]
@@ -243,9 +284,16 @@ class RoundRunner:
             )
         return [PartialModel(o.combiner_id, o.result.model_id, o.result.num_examples) for o in ok]
 
-    async def _commit_model(self, record: Round, parent: Model, model_id: str) -> Model:
+    async def _commit_model(self, record: Round, parent: Model, made: RoundModel) -> Model:
         """Commit in a thread that a stop does not interrupt: a stop waits for it instead."""
-        changes = {**self._results(), "status": RoundStatus.FINISHED}
+        changes = {
+            **self._results(),
+            "status": RoundStatus.FINISHED,
+            "optimizer_state_id": made.optimizer_state_id,
+            "epsilon": made.epsilon,
+            "dp_sampling_rate": made.dp_sampling_rate,
+        }
+        model_id = made.model_id
         try:
             return await self._shielded(
                 commit_round,
@@ -258,9 +306,11 @@ class RoundRunner:
                 index=record.index,
                 round_changes=changes,
                 fence=self.lease.fence,
+                optimizer_state_id=made.optimizer_state_id,
             )
         except LeaseLost:  # the fence refused the commit: the reduced model is nobody's
-            await asyncio.to_thread(discard_models, self.ctx.repository, [model_id])
+            own = [model_id, *([made.optimizer_state_id] if made.optimizer_state_id else [])]
+            await asyncio.to_thread(discard_models, self.ctx.repository, own)
             raise
 
     async def _shielded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
 
+from scaleout.controller.server_step import state_owner
 from scaleout.store.entities import utcnow
 from scaleout.store.repository import Kind, ModelRepository, StoredObject
 from scaleout.store.statestore import Repository, Statestore
@@ -29,9 +30,10 @@ def sweep_repository(statestore: Statestore, repository: ModelRepository, grace:
     for kind, named in records.items():
         old = (o for o in repository.list_objects(kind) if o.modified < cutoff)
         for batch in _batches(old, BATCH):
-            known = {r.id for r in named.list({"id": {"$in": [o.id for o in batch]}}).items}
-            for stored in batch:
-                if stored.id not in known and _delete(repository, stored):
+            owners = [state_owner(o.id) for o in batch]  # optimizer state goes with its model
+            known = {r.id for r in named.list({"id": {"$in": owners}}).items}
+            for stored, owner in zip(batch, owners, strict=True):
+                if owner not in known and _delete(repository, stored):
                     deleted.append(stored)
     if deleted:
         total = sum(o.size for o in deleted)

@@ -55,6 +55,8 @@ class LocalSettings:
     round_timeout: float = 180.0
     min_clients: int | None = None
     validate: bool = True
+    aggregator: str = "fedavg"
+    aggregator_kwargs: dict[str, float] = field(default_factory=dict)
     env_dir: Path | None = None  # python_env venv cache for the seed build and the clients; None: default
     startup_timeout: float = 900.0  # the first client may build the package's python_env
     port: int = DEFAULT_PORT  # the API's and dashboard's port when free, else any free one
@@ -270,6 +272,8 @@ class LocalFederation:
             round_timeout=self.settings.round_timeout,
             min_clients=self.settings.min_clients or self.settings.clients,
             validate=self.settings.validate,
+            aggregator=self.settings.aggregator,
+            aggregator_kwargs=self.settings.aggregator_kwargs,
         )
         while not stop.is_set():
             session = await asyncio.to_thread(api.get_session, session_id)

@@ -6,9 +6,9 @@ first round on a setting the combiner refuses. A leaf module: it imports nothing
 """
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-# The aggregators and helpers a combiner can run; extend these (and the combiner) together.
-AGGREGATORS = ("fedavg",)
 HELPERS = ("numpyhelper",)
 
 MAX_ROUNDS = 100_000
@@ -54,4 +54,127 @@ def count_error(value: int, low: int, high: int = MAX_CLIENTS) -> str | None:
     """Why ``value`` is not an integer in [low, high], or None."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         return f"must be an integer >= {low} and <= {high}, got {short(value)}"
+    return None
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    """One aggregator kwarg: its default and its valid range (aggregator_kwargs values are floats)."""
+
+    default: float | None  # None: off unless given
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is out of range
+    high_open: bool = False
+    integer: bool = False
+    meaning: str = ""
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        left = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+        right = (
+            ""
+            if math.isinf(self.high)
+            else (f" and < {self.high:g}" if self.high_open else f" and <= {self.high:g}")
+        )
+        return f"{kind} {left}{right}"
+
+    def error(self, value: float) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"must be {self.describe()}, got {short(value)}"
+        if (
+            value < self.low
+            or (self.low_open and value == self.low)
+            or value > self.high
+            or (self.high_open and value == self.high)
+            or (self.integer and value != int(value))
+        ):
+            return f"must be {self.describe()}, got {short(value)}"
+        return None
+
+
+# Central differential privacy (McMahan et al. 2018): options of every averaging strategy.
+DP_KWARGS = {
+    "dp_clip_norm": Kwarg(
+        None, 0, MAX_UPDATE_NORM, low_open=True, meaning="C: L2 bound of each update delta"
+    ),
+    "dp_noise_multiplier": Kwarg(None, 0, 1e6, meaning="sigma: noise std is sigma * C / K"),
+    "dp_delta": Kwarg(
+        1e-5, 0, 1, low_open=True, high_open=True, meaning="delta of the (epsilon, delta) reported"
+    ),
+}
+_FEDOPT = {
+    "server_lr": Kwarg(0.1, 0, 1e6, low_open=True, meaning="eta: server learning rate"),
+    "beta1": Kwarg(0.9, 0, 1, high_open=True, meaning="first-moment decay"),
+    "tau": Kwarg(
+        1e-3, 0, 1e6, low_open=True, meaning="adaptivity: v starts at tau**2, step divides by sqrt(v)+tau"
+    ),
+}
+_BETA2 = {"beta2": Kwarg(0.99, 0, 1, high_open=True, meaning="second-moment decay")}
+_KRUM_F = {
+    "f": Kwarg(1, 0, MAX_CLIENTS, integer=True, meaning="Byzantine clients tolerated; needs K >= 2f + 3")
+}
+
+# Every aggregator a session can name and its kwargs; the combiner and controller implement them
+# in scaleout.aggregation (one module each), and extend together with this table.
+AGGREGATOR_KWARGS: dict[str, dict[str, Kwarg]] = {
+    "fedavg": {**DP_KWARGS},
+    "fedavgm": {
+        "server_lr": Kwarg(1.0, 0, 1e6, low_open=True, meaning="eta: server learning rate"),
+        "momentum": Kwarg(0.9, 0, 1, high_open=True, meaning="server momentum"),
+        **DP_KWARGS,
+    },
+    "fedadam": {**_FEDOPT, **_BETA2, **DP_KWARGS},
+    "fedyogi": {**_FEDOPT, **_BETA2, **DP_KWARGS},
+    "fedadagrad": {**_FEDOPT, **DP_KWARGS},
+    "median": {},
+    "trimmed_mean": {"beta": Kwarg(0.1, 0, 0.5, high_open=True, meaning="fraction trimmed at each end")},
+    "krum": {**_KRUM_F},
+    "multi_krum": {
+        **_KRUM_F,
+        "m": Kwarg(None, 1, MAX_CLIENTS, integer=True, meaning="updates averaged; default K - f"),
+    },
+}
+AGGREGATORS = tuple(AGGREGATOR_KWARGS)
+ROBUST = ("median", "trimmed_mean", "krum", "multi_krum")  # reduced at the combiner over spooled updates
+
+
+def kwargs_with_defaults(aggregator: str, kwargs: Mapping[str, float]) -> dict[str, float | None]:
+    """The aggregator's kwargs: the given ones over the defaults (None: off)."""
+    return {name: kwargs.get(name, spec.default) for name, spec in AGGREGATOR_KWARGS[aggregator].items()}
+
+
+def aggregator_kwargs_error(aggregator: str, kwargs: Mapping[str, float], min_clients: int = 0) -> str | None:
+    """Why ``kwargs`` do not suit ``aggregator`` (an unknown name, a value out of range), or None.
+
+    ``min_clients``, when known, is the fewest updates a round aggregates: Krum needs 2f + 3 of them.
+    The message starts with the kwarg's field name, so the API and the combiner can both report it.
+    """
+    known = AGGREGATOR_KWARGS.get(aggregator)
+    if known is None:
+        return None  # the aggregator's own check names it
+    for name, value in kwargs.items():
+        spec = known.get(name)
+        if spec is None:
+            valid = ", ".join(known) or "none"
+            return f"aggregator_kwargs: {short(name)} is not a kwarg of {aggregator}; its kwargs are: {valid}"
+        if error := spec.error(value):
+            return f"aggregator_kwargs.{name} {error} ({spec.meaning})"
+    if "dp_noise_multiplier" in kwargs and "dp_clip_norm" not in kwargs:
+        return (
+            "aggregator_kwargs.dp_clip_norm is required with dp_noise_multiplier: noise is scaled to the clip"
+        )
+    if aggregator in ("krum", "multi_krum"):
+        f = int(kwargs.get("f", 1))
+        if min_clients and min_clients < 2 * f + 3:
+            return (
+                f"aggregator_kwargs.f of {f} needs at least 2f + 3 = {2 * f + 3} updates per round (Krum); "
+                f"min_clients is {min_clients}: raise min_clients or lower f"
+            )
+        m = kwargs.get("m")
+        if m is not None and min_clients and m > min_clients - f:
+            return (
+                f"aggregator_kwargs.m must be <= min_clients - f = {min_clients - f} "
+                f"(multi-Krum averages m of the K - f best-scored updates), got {m:g}"
+            )
     return None

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from scaleout import round_rules as rules
 
@@ -157,6 +165,15 @@ class SessionConfig(BaseModel):
             )
         return value
 
+    @field_validator("aggregator_kwargs")
+    @classmethod
+    def _kwargs_in_range(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        # aggregator and min_clients come first in the class, so they are validated already (or absent).
+        aggregator, min_clients = info.data.get("aggregator"), info.data.get("min_clients", 0)
+        if aggregator and (error := rules.aggregator_kwargs_error(aggregator, value, min_clients)):
+            raise ValueError(error)
+        return value
+
     @model_validator(mode="after")
     def _reachable(self) -> "SessionConfig":
         if self.requested_clients is not None and self.requested_clients < self.min_clients:
@@ -230,6 +247,15 @@ class Round(Entity):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    optimizer_state_id: str | None = Field(
+        None, description="the server optimizer's state after this round, in the model repository"
+    )
+    epsilon: float | None = Field(
+        None, description="central DP: epsilon spent by the session up to this round, at dp_delta"
+    )
+    dp_sampling_rate: float | None = Field(
+        None, description="central DP: selected / connected clients of this round (the accountant's q)"
+    )
 
 
 class Model(Entity):
@@ -243,6 +269,9 @@ class Model(Entity):
     size: int = Field(0, ge=0)
     sha256: str = ""
     committed_at: datetime = Field(default_factory=utcnow)
+    optimizer_state_id: str | None = Field(
+        None, description="the server optimizer's state that produced this model; continued from it"
+    )
 
     @computed_field(description="the id again, as FEDn's and Scaleout's API clients read it")  # type: ignore[prop-decorator]
     @property

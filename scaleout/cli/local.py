@@ -17,6 +17,7 @@ from rich.text import Text
 
 from scaleout.api.settings import DEFAULT_PORT
 from scaleout.cli import tables
+from scaleout.cli.aggregator import aggregator_options
 from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.store import open_statestore
 from scaleout.store.uri import S3Credentials
@@ -70,6 +71,7 @@ console = Console()
     is_flag=True,
     help="Keep the API, dashboard and federation up after the session, until Ctrl-C.",
 )
+@aggregator_options
 @env_dir_option
 def local_command(
     package_dir: Path,
@@ -84,6 +86,8 @@ def local_command(
     validate: bool,
     port: int,
     serve: bool,
+    aggregator: str,
+    aggregator_kwargs: dict[str, float],
     env_dir: Path,
 ) -> None:
     """Run a session of ROUNDS rounds on PACKAGE_DIR with CLIENTS local clients.
@@ -107,6 +111,8 @@ def local_command(
         round_timeout=round_timeout,
         min_clients=min_clients,
         validate=validate,
+        aggregator=aggregator,
+        aggregator_kwargs=aggregator_kwargs,
         env_dir=env_dir,
         port=port,
         serve=serve,

@@ -31,6 +31,7 @@ ROUND_COLUMNS = [
     Column("examples", example_count, "right", LOW),
     Column("seconds", round_seconds, "right"),
     Column("model", field("model_id", short_id), keep=LOW),
+    Column("epsilon", lambda r: "" if r.get("epsilon") is None else f"{r['epsilon']:.3g}", "right", HIGH),
     Column("started", field("started_at", when), keep=LOW),
     Column("error", lambda r: r.get("error") or "", keep=HIGH, flexible=True),
 ]
@@ -49,4 +50,11 @@ def list_rounds(remote: Remote, session_id: str | None) -> None:
     with remote.connect() as api:
         session_id = filter_id(api, "sessions", session_id)
         rounds = api.get_rounds(session_id=session_id)
-    remote.emit(rounds, lambda: print_records("rounds", rounds["result"], ROUND_COLUMNS))
+    remote.emit(rounds, lambda: print_records("rounds", rounds["result"], round_columns(rounds["result"])))
+
+
+def round_columns(rounds: list[dict]) -> list[Column]:
+    """The columns for these rounds: epsilon only when a round spent privacy (central DP)."""
+    if any(r.get("epsilon") is not None for r in rounds):
+        return ROUND_COLUMNS
+    return [c for c in ROUND_COLUMNS if c.header != "epsilon"]

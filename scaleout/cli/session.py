@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scaleout.api.client import ENDED, APIClient, SessionTimeout
+from scaleout.cli.aggregator import aggregator_options
 from scaleout.cli.remote import Remote, api_options, resolve_id
 from scaleout.cli.tables import (
     ALWAYS,
@@ -51,7 +52,7 @@ def session_group() -> None:
 )
 @click.option("--requested-clients", type=click.IntRange(1), help="Clients to select (default: all).")
 @click.option("--buffer-size", type=click.IntRange(1), help="End a round after this many updates.")
-@click.option("--aggregator", default="fedavg", show_default=True, help="Aggregator name.")
+@aggregator_options
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
 @click.option("--helper", default="numpyhelper", show_default=True, help="Helper that reads the models.")
 @click.option(
@@ -95,6 +96,7 @@ def start(
     requested_clients: int | None,
     buffer_size: int | None,
     aggregator: str,
+    aggregator_kwargs: dict[str, float],
     validate: bool,
     helper: str,
     max_update_norm: float | None,
@@ -115,6 +117,7 @@ def start(
             min_clients=min_clients,
             requested_clients=requested_clients,
             aggregator=aggregator,
+            aggregator_kwargs=aggregator_kwargs,
             validate=validate,
             helper=helper,
             model_id=resolve_id(api, "models", model_id) if model_id else None,

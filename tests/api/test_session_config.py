@@ -23,7 +23,8 @@ BAD = {
     "unknown-aggregator": (
         {"aggregator": "nope"},
         "aggregator",
-        "Value error, 'nope' is not a known aggregator; use one of: fedavg",
+        "Value error, 'nope' is not a known aggregator; use one of: fedavg, fedavgm, fedadam, fedyogi, "
+        "fedadagrad, median, trimmed_mean, krum, multi_krum",
     ),
     "helper-path": (
         {"helper": "../../etc/passwd"},
@@ -38,6 +39,36 @@ BAD = {
         {"round_retries": 10**6},
         "round_retries",
         "Input should be less than or equal to 1000",
+    ),
+    "kwarg-unknown": (
+        {"aggregator": "fedadam", "aggregator_kwargs": {"lr": 0.1}},
+        "aggregator_kwargs",
+        "Value error, aggregator_kwargs: 'lr' is not a kwarg of fedadam; its kwargs are: server_lr, beta1, "
+        "tau, beta2, dp_clip_norm, dp_noise_multiplier, dp_delta",
+    ),
+    "trimmed-mean-beta-half": (
+        {"aggregator": "trimmed_mean", "aggregator_kwargs": {"beta": 0.5}},
+        "aggregator_kwargs",
+        "Value error, aggregator_kwargs.beta must be a number >= 0 and < 0.5, got 0.5 "
+        "(fraction trimmed at each end)",
+    ),
+    "server-lr-negative": (
+        {"aggregator": "fedyogi", "aggregator_kwargs": {"server_lr": -1.0}},
+        "aggregator_kwargs",
+        "Value error, aggregator_kwargs.server_lr must be a number > 0 and <= 1e+06, got -1.0 "
+        "(eta: server learning rate)",
+    ),
+    "krum-f-too-large": (
+        {"aggregator": "krum", "min_clients": 4, "aggregator_kwargs": {"f": 1}},
+        "aggregator_kwargs",
+        "Value error, aggregator_kwargs.f of 1 needs at least 2f + 3 = 5 updates per round (Krum); "
+        "min_clients is 4: raise min_clients or lower f",
+    ),
+    "dp-noise-without-clip": (
+        {"aggregator_kwargs": {"dp_noise_multiplier": 1.0}},
+        "aggregator_kwargs",
+        "Value error, aggregator_kwargs.dp_clip_norm is required with dp_noise_multiplier: noise is "
+        "scaled to the clip",
     ),
     "kwargs-string": (
         {"aggregator_kwargs": {"lr": "0.1"}},
@@ -116,7 +147,11 @@ def test_the_combiner_refuses_a_round_config_by_the_same_rules():
     assert round_settings_error(config) is None
     cases = {
         "helper": ("../../etc/passwd", "'../../etc/passwd' is not a known helper; use one of: numpyhelper"),
-        "aggregator": ("nope", "'nope' is not a known aggregator; use one of: fedavg"),
+        "aggregator": (
+            "nope",
+            "'nope' is not a known aggregator; use one of: fedavg, fedavgm, fedadam, fedyogi, fedadagrad, "
+            "median, trimmed_mean, krum, multi_krum",
+        ),
         "round_timeout": (1e308, "must be a number of seconds > 0 and <= 604800, got 1e+308"),
         "min_clients": (2**31, "must be an integer >= 0 and <= 1000000, got 2147483648"),
     }
@@ -125,3 +160,16 @@ def test_the_combiner_refuses_a_round_config_by_the_same_rules():
         bad.CopyFrom(config)
         setattr(bad, field, value)
         assert round_settings_error(bad) == f"RoundConfig.{field} {message}", field
+
+
+def test_the_combiner_refuses_aggregator_kwargs_by_the_same_rules():
+    config = pb.RoundConfig(
+        session_id="s", round_id="r", model_id="m", round_timeout=10.0, aggregator="trimmed_mean"
+    )
+    config.aggregator_kwargs["beta"] = 0.6
+    assert round_settings_error(config) == (
+        "RoundConfig.aggregator_kwargs.beta must be a number >= 0 and < 0.5, got 0.6 "
+        "(fraction trimmed at each end)"
+    )
+    config.aggregator_kwargs["beta"] = 0.2
+    assert round_settings_error(config) is None

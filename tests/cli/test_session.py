@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from scaleoututil.helpers.helpers import get_helper
-from tests.cli.conftest import as_json, ok, run_script
+from tests.cli.conftest import as_json, fails, ok, run_script
 from tests.e2e.federation import federation, make_package
 
 TRAIN = """
@@ -68,6 +68,41 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
     assert f"Session exact ({session['id']}) is Started: 3 rounds" in output
     stopped = as_json(server, "session", "stop", session["id"])
     assert stopped["status"] == "Terminated"
+
+
+def test_session_start_takes_the_aggregator_and_its_kwargs(server, tmp_path):
+    with server.client() as api:
+        upload_seed(api, tmp_path / "seed.npz")
+
+    ok(
+        server, "session", "start", "--aggregator", "fedadam", "--aggregator-kwarg", "server_lr=0.01",
+        "--aggregator-kwarg", "beta2=0.999", "--no-wait",
+    )  # fmt: skip
+
+    with server.client() as api:
+        config = api.get_sessions()["result"][0]["config"]
+    assert (config["aggregator"], config["aggregator_kwargs"]) == (
+        "fedadam",
+        {"server_lr": 0.01, "beta2": 0.999},
+    )
+
+
+def test_session_start_names_an_out_of_range_kwarg(server, tmp_path):
+    with server.client() as api:
+        upload_seed(api, tmp_path / "seed.npz")
+
+    message = fails(
+        server,
+        "session",
+        "start",
+        "--aggregator",
+        "trimmed_mean",
+        "--aggregator-kwarg",
+        "beta=0.5",
+        "--no-wait",
+    )
+
+    assert "aggregator_kwargs.beta must be a number >= 0 and < 0.5, got 0.5" in message
 
 
 @pytest.mark.timeout(240)

@@ -73,7 +73,7 @@ async def test_folding_keeps_no_copy_of_an_update(tmp_path):
             task = await client.next_task()
             assert await client.train(task, shifted(folded), folded) == "accepted"
             if folded < len(group):
-                fedavg = combiner.rounds.current_round.fedavg
+                fedavg = combiner.rounds.current_round.aggregator
                 assert (fedavg.count, fedavg.total) == (folded, sum(range(1, folded + 1)))
                 assert len(fedavg._acc) == len(SEED)  # one accumulator, not one per client
             assert list(spool.iterdir()) == []  # the spooled update is deleted once folded

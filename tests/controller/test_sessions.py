@@ -67,7 +67,8 @@ def test_round_config_sent_to_the_combiner_is_the_sessions_config(stores, seed_i
         round_timeout=4.5,
         min_clients=2,
         buffer_size=2,
-        aggregator_kwargs={"lr": 0.5},
+        aggregator="trimmed_mean",
+        aggregator_kwargs={"beta": 0.25},
         client_settings={"epochs": 2},
         max_update_norm=3.5,
         clip_updates=True,
@@ -84,8 +85,8 @@ def test_round_config_sent_to_the_combiner_is_the_sessions_config(stores, seed_i
     )
     assert (sent.round_timeout, sent.min_clients, sent.requested_clients, sent.buffer_size) == (4.5, 2, 0, 2)
     assert (sent.aggregator, dict(sent.aggregator_kwargs), sent.helper) == (
-        "fedavg",
-        {"lr": 0.5},
+        "trimmed_mean",
+        {"beta": 0.25},
         "numpyhelper",
     )
     assert sent.client_settings == '{"epochs": 2}'

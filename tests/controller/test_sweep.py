@@ -52,6 +52,16 @@ def test_the_sweep_deletes_only_unnamed_objects_older_than_the_grace_period(stor
     assert sweep_repository(stores.statestore, stores.repository, grace=HOUR) == []
 
 
+def test_optimizer_state_stays_with_its_model_and_goes_without_one(stores, seed_id):
+    put(stores, "models", f"{seed_id}.fedadam.state", 2 * HOUR)  # the state the seed model came with
+    put(stores, "models", "gone.fedadam.state", 2 * HOUR)  # a round that never committed its model
+
+    deleted = sweep_repository(stores.statestore, stores.repository, grace=HOUR)
+
+    assert [o.id for o in deleted] == ["gone.fedadam.state"]
+    assert f"{seed_id}.fedadam.state" in stored_ids(stores, "models")
+
+
 def test_the_sweep_looks_records_up_in_bounded_batches(stores, seed_id, monkeypatch):
     for n in range(7):
         put(stores, "models", f"orphan-{n}", 2 * HOUR)

@@ -121,7 +121,7 @@ def sample_session() -> Session:
         round_timeout=30.5,
         min_clients=2,
         requested_clients=3,
-        aggregator="fedavg",
+        aggregator="fedadam",
         aggregator_kwargs={"server_lr": 0.5},
         validate=False,
         client_settings={"epochs": 2, "batch": [32, 64]},
@@ -149,6 +149,9 @@ def sample_round() -> Round:
         created_at=at(1),
         started_at=at(2),
         finished_at=at(3.5),
+        optimizer_state_id="model.fedadam.state",
+        epsilon=1.25,
+        dp_sampling_rate=0.5,
     )
 
 
@@ -162,6 +165,7 @@ def sample_model() -> Model:
         size=123_456_789,
         sha256="ab" * 32,
         committed_at=at(4),
+        optimizer_state_id="model.fedadam.state",
     )
 
 

@@ -4,8 +4,8 @@ import tracemalloc
 
 import numpy as np
 
-from scaleout.combiner.fedavg import FedAvg
-from scaleout.combiner.npzfile import read_specs, write_npz
+from scaleout.aggregation.fedavg import FedAvg
+from scaleout.aggregation.npzfile import read_specs, write_npz
 
 
 def test_memory_of_folding_does_not_grow_with_the_number_of_updates(tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaleout.combiner.npzfile import SLICE_BYTES, ArraySpec, NpzReader, array_keys, write_npz_slices
+from scaleout.aggregation.npzfile import SLICE_BYTES, ArraySpec, NpzReader, array_keys, write_npz_slices
 
 BLOCK = 1 << 16  # elements per fold step: a 512 KiB float64 buffer, which stays in the CPU cache
 
@@ -59,6 +59,10 @@ class FedAvg:
                 _fold_array(acc.reshape(-1), reader.slices(key), weight)
         self.total = total
         self.count += 1
+
+    def close(self) -> None:
+        """Nothing to release: no update is kept."""
+        return None
 
     def result(self) -> Iterator[np.ndarray]:
         """The average, array by array, in the global model's dtypes."""

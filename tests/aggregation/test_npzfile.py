@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from scaleout.combiner.npzfile import SLICE_BYTES, ArraySpec, read_specs, write_npz, write_npz_slices
+from scaleout.aggregation.npzfile import SLICE_BYTES, ArraySpec, read_specs, write_npz, write_npz_slices
 from scaleout.combiner.updates import UpdateRejected, check_arrays
 
 
