@@ -113,8 +113,10 @@ class Federation:
         args: list[str],
         extra_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        program: str = SCALEOUT,
     ) -> Process:
-        """Run `scaleout *args` in cwd (default: root), its output appended to root/logs/NAME.log.
+        """Run `scaleout *args` (or `program *args`) in cwd (default: root), its output appended to
+        root/logs/NAME.log.
 
         Appended, so that a process restarted under its name keeps the log of its previous life.
         """
@@ -123,11 +125,15 @@ class Federation:
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
+                [program, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
             )
         process = Process(name, popen, log_path)
         self.processes[name] = process
         return process
+
+    def spawn_python(self, name: str, args: list[str]) -> Process:
+        """Run ``python *args`` with this interpreter (a benchmark's helper process), logged as NAME."""
+        return self._spawn(name, args, program=sys.executable)
 
     def _check_alive(self, process: Process) -> None:
         if process.popen.poll() is not None:
