@@ -42,6 +42,7 @@ MESSAGE_LIMIT = 64 * 1024 * 1024  # chunks are up to 4 MiB; the default 4 MiB li
 # here (this window, the message being written, its copy), whatever the network; the price is upload
 # speed on long links, at most UPLOAD_WINDOW per round trip (20 MB/s per client at 50 ms).
 UPLOAD_WINDOW = 1024 * 1024
+UNREQUESTED_CALL_BOUND = 3600  # seconds; far beyond any call's deadline (see SERVER_OPTIONS)
 STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cancelled
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_LIMIT),
@@ -52,6 +53,10 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared port
+    # A call the event loop has not yet picked up is cancelled after this long, with no handler run and
+    # nothing logged (gRPC's default is 30 s): under a burst of thousands of calls a SendModelUpdate
+    # could vanish so. Each call's own deadline (the client's rpc_deadline) bounds its wait instead.
+    ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_BOUND),
     # Upload flow control: with BDP probing on, gRPC grows every stream's receive window to >= 4 MiB
     # and buffers that much of each upload the event loop has not read yet: memory grew by ~15 MB per
     # concurrent upload (~240 MB for 16 clients, benchmarks/round_bench.py at 100 MB). A fixed window.

@@ -37,8 +37,9 @@ class CombinerSettings:
     client_burst: int = 500
     # Client credential checks are cached this long, and revocations looked up this often.
     credential_refresh: float = 5.0
-    # Client records are rewritten on heartbeats at most this often (connects/disconnects always).
-    client_write_interval: float = 5.0
+    # Client records are rewritten on heartbeats at most this often (connects/disconnects always): idle
+    # clients then cost <= 1 statestore write per client per minute (5,000 clients: 83 writes/s).
+    client_write_interval: float = 60.0
     # TLS for every gRPC service (None: plaintext, for loopback); recorded so clients dial accordingly.
     tls: ServerTLS | None = None
     # HTTP/2 keepalive on client connections: a hung client is noticed within their sum (server.py).
