@@ -162,6 +162,7 @@ class Row:
     rss_mb: float
     idle_cpu: float
     idle_writes: float
+    round_cpu: dict[str, float]  # CPU seconds per round of the combiner, the API and the swarm
 
 
 def seed_model(size_mb: int) -> list[np.ndarray]:
@@ -246,6 +247,7 @@ def measure(
     idle_cpu = (cpu_seconds(pid) - cpu0) / elapsed * 100
     idle_writes = (writes(counter) - w0) / elapsed
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+    busy0 = process_cpu(fed)
     session_id = fed.api.start_session(
         name=f"swarm-{clients}",
         rounds=rounds,
@@ -256,6 +258,7 @@ def measure(
     )
     session = fed.api.wait_for_session(session_id, timeout=rounds * 150)
     rss = pid_status(pid, "VmHWM")
+    busy = {k: (v - busy0[k]) / rounds for k, v in process_cpu(fed).items()}
     records = fed.api.get_rounds(session_id=session_id, sort_key="index")["result"]
     seconds = [
         (datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"])).total_seconds()
@@ -268,21 +271,38 @@ def measure(
     else:
         check_model(fed, records[-1]["model_id"], seed, rounds_before + rounds)
     return Row(
-        clients, statistics.median(seconds) if seconds else float("nan"), updates, rss, idle_cpu, idle_writes
+        clients,
+        statistics.median(seconds) if seconds else float("nan"),
+        updates,
+        rss,
+        idle_cpu,
+        idle_writes,
+        busy,
     )
+
+
+def process_cpu(fed: Federation) -> dict[str, float]:
+    """CPU seconds so far of the combiner, the API and the swarm processes together."""
+    totals = {"combiner": 0.0, "api": 0.0, "swarm": 0.0}
+    for name, process in fed.processes.items():
+        kind = "swarm" if name.startswith("swarm") else name
+        if kind in totals and process.popen.poll() is None:
+            totals[kind] += cpu_seconds(process.popen.pid)
+    return totals
 
 
 def print_table(rows: list[Row], size_mb: int, rounds: int) -> None:
     header = (
         f"{'clients':>7} {'round s':>8} {'updates per round':>24} {'RSS MB':>7} {'idle CPU %':>10} "
-        f"{'writes/s':>9}"
+        f"{'writes/s':>9} {'CPU s/round: combiner':>22} {'api':>5} {'swarm':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r.clients:>7} {r.round_s:>8.2f} {r.updates:>24} {r.rss_mb:>7.0f} {r.idle_cpu:>10.1f} "
-            f"{r.idle_writes:>9.1f}"
+            f"{r.idle_writes:>9.1f} {r.round_cpu['combiner']:>22.1f} {r.round_cpu['api']:>5.1f} "
+            f"{r.round_cpu['swarm']:>6.1f}"
         )
     print(
         f"{size_mb} MB model, {rounds} rounds per session, median round; RSS = combiner VmHWM during the "

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import grpc
 
+from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.auth import AuthInterceptor, RevocationWatcher
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
@@ -102,6 +103,7 @@ class Combiner:
         )
         self.staged = StagedModels(repository, work_dir / "models")
         self.spool = UpdateSpool(work_dir / "updates", settings.max_model_size)
+        self.admission = TransferAdmission(settings.max_transfers)
         self.rounds = RoundHandler(
             settings.name,
             self.registry,
@@ -128,7 +130,7 @@ class Combiner:
         keepalive = keepalive_options(self.settings.keepalive_time, self.settings.keepalive_timeout)
         server = grpc.aio.server(options=[*SERVER_OPTIONS, *keepalive], interceptors=interceptors)
         rpc.add_CombinerClientServicer_to_server(CombinerClientServicer(self.registry, self.rounds), server)
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool, self.admission), server)
         rpc.add_ControlServicer_to_server(
             ControlServicer(self.settings.name, self.registry, self.rounds), server
         )

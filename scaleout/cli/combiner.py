@@ -105,6 +105,14 @@ def combiner_group() -> None:
     help="Largest model update accepted, in bytes.",
 )
 @click.option(
+    "--max-transfers",
+    envvar="SCALEOUT_COMBINER_MAX_TRANSFERS",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_transfers,
+    show_default=True,
+    help="Model downloads and uploads moving bytes at once; the others wait their turn (bounds memory).",
+)
+@click.option(
     "--max-num-examples",
     envvar="SCALEOUT_COMBINER_MAX_NUM_EXAMPLES",
     type=click.IntRange(min=1, max=2**53),
@@ -163,6 +171,7 @@ def start(
     registry_interval: float,
     work_dir: Path | None,
     max_model_size: int,
+    max_transfers: int,
     max_num_examples: int,
     token: str | None,
     controller_token: str | None,
@@ -198,6 +207,7 @@ def start(
             registry_interval=registry_interval,
             work_dir=work_dir or Path(".scaleout") / "combiner" / name,
             max_model_size=max_model_size,
+            max_transfers=max_transfers,
             max_num_examples=max_num_examples,
             s3_credentials=S3Credentials.from_env(os.environ),
             token=token or None,

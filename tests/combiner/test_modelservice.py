@@ -1,6 +1,7 @@
 """ModelService and the RPCs the combiner does not implement."""
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import numpy as np
@@ -97,3 +98,41 @@ async def test_rpc_the_combiner_does_not_implement_answers_unimplemented(tmp_pat
             assert method in raised.value.details()
         finally:
             await client.close()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the combiner, in this process, until ``condition`` holds; fail naming ``what`` at WAIT."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+async def test_a_transfer_beyond_max_transfers_waits_for_a_slot_and_then_completes(tmp_path):
+    async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        first, second = TestClient(address(combiner), "a"), TestClient(address(combiner), "b")
+        release = asyncio.Event()
+
+        async def held_open() -> AsyncIterator[pb.FileChunk]:
+            yield pb.FileChunk(data=b"first half ")
+            await release.wait()
+            yield pb.FileChunk(data=b"second half")
+
+        try:
+            metadata = (("model-id", "held"), ("client-id", "a"))
+            holding = asyncio.ensure_future(first.models.Upload(held_open(), metadata=metadata, timeout=WAIT))
+            await until(lambda: combiner.admission.active == 1, "the first upload holds the only slot")
+            waiting = asyncio.ensure_future(second.upload(b"x" * 3000, update_id="queued"))
+            await until(lambda: combiner.admission.waiting == 1, "the second upload waits for a slot")
+            assert not waiting.done()
+
+            release.set()
+
+            assert (await holding).status == pb.OK
+            assert await waiting == "queued"
+            spooled = sorted(p.name for p in (tmp_path / "work" / "updates").iterdir())
+            assert spooled == ["held.npz", "queued.npz"]
+            assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
+        finally:
+            await first.close()
+            await second.close()
