@@ -62,9 +62,20 @@ IDLE_WINDOW = 20.0  # seconds over which idle CPU and statestore writes are meas
 log = logging.getLogger("swarm")
 
 
+def varied_step(index: int) -> tuple[float, int]:
+    """What client ``index`` of a ``--varied`` swarm adds and how many examples it claims: the updates
+    differ, so a weighted average over combiners is checked, not only an average of equal updates."""
+    return float(index % 3 + 1), index % 5 + 1
+
+
 class InProcessTraining(Dispatcher):
-    """The package's entry points, run in the client's thread: train writes ``input + 1``, validate
-    the mean of the first array."""
+    """The package's entry points, run in the client's thread: train writes ``input + add`` with
+    ``num_examples``, validate the mean of the first array."""
+
+    def __init__(self, package_dir: Path, add: float = 1.0, num_examples: int = NUM_EXAMPLES) -> None:
+        super().__init__(package_dir)
+        self.add = add
+        self.num_examples = num_examples
 
     def run(
         self,
@@ -79,8 +90,8 @@ class InProcessTraining(Dispatcher):
         in_path, out_path = map(str, args)
         weights = helper.load(in_path)
         if entry_point == "train":
-            save_metadata({"num_examples": NUM_EXAMPLES}, out_path)
-            helper.save([w + 1 for w in weights], out_path)
+            save_metadata({"num_examples": self.num_examples}, out_path)
+            helper.save([w + w.dtype.type(self.add) for w in weights], out_path)
         else:
             save_metrics({"mean": float(np.mean(weights[0]))}, out_path)
         return RunResult(entry_point, command, 0, time.monotonic() - started)
@@ -94,7 +105,13 @@ def write_package(folder: Path) -> Path:
 
 
 async def run_clients(
-    api_url: str, count: int, first: int, work_dir: Path, package: Path, token: str | None
+    api_url: str,
+    count: int,
+    first: int,
+    work_dir: Path,
+    package: Path,
+    token: str | None,
+    varied: bool = False,
 ) -> None:
     """Run clients ``swarm-{first}`` .. ``swarm-{first + count - 1}`` until cancelled or one fails."""
     clients = []
@@ -108,7 +125,7 @@ async def run_clients(
             local_package=package,
             token=token,
         )
-        training = InProcessTraining(package)
+        training = InProcessTraining(package, *varied_step(index)) if varied else InProcessTraining(package)
         clients.append(EdgeClient(settings, dispatcher=training, channel_options=OWN_CONNECTION))
     runs = [asyncio.create_task(c.run(handle_signals=False), name=c.name) for c in clients]
     stop = asyncio.Event()
@@ -126,7 +143,12 @@ async def run_clients(
 
 
 def start_swarm(
-    fed: Federation, count: int, processes: int, first: int = 0, package: Path | None = None
+    fed: Federation,
+    count: int,
+    processes: int,
+    first: int = 0,
+    package: Path | None = None,
+    varied: bool = False,
 ) -> list[Process]:
     """Spawn ``processes`` swarm processes running ``count`` clients between them, numbered from ``first``."""
     package = package or write_package(fed.root / "swarm-package")
@@ -146,6 +168,7 @@ def start_swarm(
             str(fed.root / "swarm"),
             "--package",
             str(package),
+            *(["--varied"] if varied else []),
         ]
         spawned.append(fed.spawn_python(f"swarm-{start}", [__file__, *args]))
     return spawned
@@ -340,6 +363,7 @@ def main() -> None:
     clients.add_argument("--first", type=int, default=0, help="number of the first client (ids swarm-N)")
     clients.add_argument("--work-dir", type=Path, required=True)
     clients.add_argument("--package", type=Path, required=True)
+    clients.add_argument("--varied", action="store_true", help="client i adds i %% 3 + 1, claims i %% 5 + 1")
     bench_parser = commands.add_parser("bench", help="measure rounds over growing swarms")
     bench_parser.add_argument("--clients", type=int, nargs="+", default=[100, 300, 1000])
     bench_parser.add_argument("--processes", type=int, default=2, help="swarm processes per step")
@@ -349,7 +373,9 @@ def main() -> None:
     if args.command == "clients":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         token = os.environ.get("SCALEOUT_API_TOKEN") or None
-        asyncio.run(run_clients(args.api_url, args.count, args.first, args.work_dir, args.package, token))
+        asyncio.run(
+            run_clients(args.api_url, args.count, args.first, args.work_dir, args.package, token, args.varied)
+        )
     else:
         bench(args)
 
