@@ -1,10 +1,10 @@
-"""Admission of model transfers: at most ``slots`` Downloads and Uploads move bytes at once.
+"""Admission of model downloads: at most ``slots`` Downloads move bytes at once.
 
 Every open transfer holds its chunk in memory in several copies (modelservice.py), so without a bound
 the combiner's memory grows with the number of clients transferring at once: ~1 MB per client at
 1,000 clients on a 1 MB model. Admitted transfers run at full speed; the others wait their turn in
-arrival order, holding nothing but their call (an Upload that waits reads none of its stream). The
-wait counts against the client's transfer deadline (its rpc_deadline plus bytes over
+arrival order, holding nothing but their call. (Uploads are not admitted: modelservice.py.) The wait
+counts against the client's transfer deadline (its rpc_deadline plus bytes over
 min_transfer_rate), so slots times the clients' link speed must move a round's bytes in that time.
 """
 

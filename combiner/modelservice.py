@@ -10,7 +10,10 @@ no stream queues more than one). Download therefore sends 1 MiB chunks, the low 
 contract, and Upload drops each message as soon as its bytes are taken out. Measured with
 benchmarks/round_bench.py, 100 MB model, 16 clients: 4 MiB chunks held ~13 MB per download (~210 MB
 for 16), 1 MiB chunks ~3 MB, at the same round time. How many transfers hold a chunk at once is
-bounded by ``TransferAdmission`` (the combiner's max_transfers).
+bounded by ``TransferAdmission`` (the combiner's max_transfers) for downloads. Not for uploads: a
+client sends an upload's first window of bytes whether or not it is read, so they would sit in gRPC's
+buffers while waiting; read at once, they go to disk. Uploads are bounded by the downloads anyway, as
+a client uploads only after its download.
 """
 
 import asyncio
@@ -77,8 +80,7 @@ class ModelServicer(rpc.ModelServiceServicer):
                 "Upload needs call metadata ('model-id', <new uuid hex>) naming the update",
             )
         try:
-            async with self._admission.slot():
-                update = await self._spool.receive(update_id, client_id, _data(request_iterator))
+            update = await self._spool.receive(update_id, client_id, _data(request_iterator))
         except InvalidId as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
         except UploadExists as error:

@@ -24,8 +24,8 @@ class CombinerSettings:
     registry_interval: float = 5.0
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB
-    # Model transfers (Downloads and Uploads) moving bytes at once; the others wait their turn. Each holds
-    # ~3 MB (its 1 MiB chunk in copies), so this bounds transfer memory (~200 MB) whatever the clients.
+    # Model downloads moving bytes at once; the others wait their turn. Each holds ~3 MB (its 1 MiB chunk
+    # in copies), so this bounds download memory (~200 MB) whatever the number of clients.
     max_transfers: int = 64
     # Largest num_examples one update may claim: keeps one client from taking all of an average's weight.
     max_num_examples: int = 10**9

@@ -110,7 +110,7 @@ def combiner_group() -> None:
     type=click.IntRange(min=1),
     default=DEFAULTS.max_transfers,
     show_default=True,
-    help="Model downloads and uploads moving bytes at once; the others wait their turn (bounds memory).",
+    help="Model downloads moving bytes at once; the others wait their turn (bounds memory).",
 )
 @click.option(
     "--max-num-examples",

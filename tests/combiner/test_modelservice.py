@@ -1,7 +1,7 @@
 """ModelService and the RPCs the combiner does not implement."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -108,30 +108,25 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     assert condition(), what
 
 
-async def test_a_transfer_beyond_max_transfers_waits_for_a_slot_and_then_completes(tmp_path):
+async def test_a_download_beyond_max_transfers_waits_for_a_slot_and_then_completes(tmp_path):
     async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        model = [np.arange(8 * 1024 * 1024, dtype=np.float32)]  # 32 MB: more than the windows hold
+        model_id = put_seed(combiner, model)
+        await combiner.staged.stage(model_id)
         first, second = TestClient(address(combiner), "a"), TestClient(address(combiner), "b")
-        release = asyncio.Event()
-
-        async def held_open() -> AsyncIterator[pb.FileChunk]:
-            yield pb.FileChunk(data=b"first half ")
-            await release.wait()
-            yield pb.FileChunk(data=b"second half")
-
         try:
-            metadata = (("model-id", "held"), ("client-id", "a"))
-            holding = asyncio.ensure_future(first.models.Upload(held_open(), metadata=metadata, timeout=WAIT))
-            await until(lambda: combiner.admission.active == 1, "the first upload holds the only slot")
-            waiting = asyncio.ensure_future(second.upload(b"x" * 3000, update_id="queued"))
-            await until(lambda: combiner.admission.waiting == 1, "the second upload waits for a slot")
+            holding = first.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
+            head = await holding.read()  # the first chunk; the rest waits for this client to read it
+            await until(lambda: combiner.admission.active == 1, "the first download holds the only slot")
+            waiting = asyncio.ensure_future(second.download(model_id))
+            await until(lambda: combiner.admission.waiting == 1, "the second download waits for a slot")
             assert not waiting.done()
 
-            release.set()
+            chunks = [head.data]
+            while (chunk := await holding.read()) is not grpc.aio.EOF:
+                chunks.append(chunk.data)
 
-            assert (await holding).status == pb.OK
-            assert await waiting == "queued"
-            spooled = sorted(p.name for p in (tmp_path / "work" / "updates").iterdir())
-            assert spooled == ["held.npz", "queued.npz"]
+            assert b"".join(chunks) == await waiting == npz_bytes(model)
             assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
         finally:
             await first.close()
