@@ -149,8 +149,11 @@ def start_swarm(
     first: int = 0,
     package: Path | None = None,
     varied: bool = False,
+    api_url: str | None = None,
+    prefix: Sequence[str] = (),
 ) -> list[Process]:
-    """Spawn ``processes`` swarm processes running ``count`` clients between them, numbered from ``first``."""
+    """Spawn ``processes`` swarm processes running ``count`` clients between them, numbered from ``first``;
+    ``prefix`` runs them elsewhere (``ip netns exec NS``), reaching the API at ``api_url``."""
     package = package or write_package(fed.root / "swarm-package")
     spawned = []
     per = -(-count // processes)
@@ -159,7 +162,7 @@ def start_swarm(
         args = [
             "clients",
             "--api-url",
-            fed.api_url,
+            api_url or fed.api_url,
             "--count",
             str(n),
             "--first",
@@ -170,7 +173,7 @@ def start_swarm(
             str(package),
             *(["--varied"] if varied else []),
         ]
-        spawned.append(fed.spawn_python(f"swarm-{start}", [__file__, *args]))
+        spawned.append(fed.spawn_python(f"swarm-{start}", [__file__, *args], prefix))
     return spawned
 
 

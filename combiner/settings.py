@@ -27,6 +27,9 @@ class CombinerSettings:
     # Model downloads moving bytes at once; the others wait their turn. Each holds ~3 MB (its 1 MiB chunk
     # in copies), so this bounds download memory (~200 MB) whatever the number of clients.
     max_transfers: int = 64
+    # HTTP/2 receive window of each upload, bytes; 0 follows the link's bandwidth-delay product
+    # (server.flow_control_options).
+    upload_window: int = 1024 * 1024
     # Largest num_examples one update may claim: keeps one client from taking all of an average's weight.
     max_num_examples: int = 10**9
     s3_credentials: S3Credentials | None = None
