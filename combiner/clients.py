@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TaskQueue = asyncio.Queue[TaskRequest | None]  # None ends the stream that reads the queue
 CLOSE_TIMEOUT = 10.0  # seconds the final statestore writes may take at shutdown
+HEARTBEATS_MISSED = 3  # declared heartbeat intervals without one after which a stream-less client is offline
 
 
 @dataclass(eq=False)
@@ -146,14 +147,17 @@ class ClientRegistry:
         state.queue.put_nowait(None)  # the stream's own exit marks the client offline
         return True
 
-    def heartbeat(self, client_id: str) -> None:
-        """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while."""
+    def heartbeat(self, client_id: str, interval: float = 0.0) -> None:
+        """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while:
+        ``heartbeat_timeout``, or three of the client's declared heartbeat ``interval`` if longer, so that
+        a client with infrequent heartbeats does not flap offline between them."""
         state = self._state(client_id)
         state.last_seen = time.time()
         if state.queue is None:
             self._cancel_expiry(state)
             loop = asyncio.get_running_loop()
-            state.expiry = loop.call_later(self._heartbeat_timeout, self._expire, state)
+            timeout = max(self._heartbeat_timeout, HEARTBEATS_MISSED * interval)
+            state.expiry = loop.call_later(timeout, self._expire, state)
             self._set_online(state, True)
         if self._clock() - state.written_at >= self._write_interval:
             self._mark_dirty(state)
@@ -161,11 +165,7 @@ class ClientRegistry:
     def _expire(self, state: ClientState) -> None:
         state.expiry = None
         if state.queue is None:
-            log.info(
-                "client %s offline: no task stream and no heartbeat for %.1f s",
-                state.client_id,
-                self._heartbeat_timeout,
-            )
+            log.info("client %s offline: no task stream and no heartbeat in time", state.client_id)
             self._set_online(state, False)
 
     # -- queries and tasks ----------------------------------------------------------------------

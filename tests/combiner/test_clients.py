@@ -153,3 +153,23 @@ async def test_an_idle_connected_client_costs_one_statestore_write_per_minute(tm
     await registry.close()
     assert records.count({"status": NodeStatus.OFFLINE.value}) == 50
     statestore.close()
+
+
+async def test_a_client_with_infrequent_heartbeats_stays_online_for_three_of_its_intervals(tmp_path):
+    """Without a stream, a heartbeat keeps a client online for heartbeat_timeout or three of the intervals
+    it declares, whichever is longer: a client beating every 30 s must not flap offline after 30 s."""
+    statestore = open_statestore(f"sqlite:///{tmp_path}/s.db")
+    registry = ClientRegistry(statestore, "c", heartbeat_timeout=0.05)
+    registry.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    registry.heartbeat("slow", interval=1.0)
+    registry.heartbeat("default", interval=0.0)
+
+    await registry.wait_for(lambda: not registry.is_online("default"), WAIT)
+    assert registry.is_online("slow")
+    await registry.wait_for(lambda: not registry.is_online("slow"), WAIT)
+
+    assert loop.time() - started >= 3 * 1.0  # a lower bound: a loaded machine can only make it later
+    await registry.close()
+    statestore.close()
