@@ -44,11 +44,16 @@ STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cance
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_LIMIT),
     ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-    # Keepalive pings (keepalive_options) go out whether or not data flows; clients may ping every >= 5 s
-    # (client/settings.py bounds their keepalive_time to that; more often earns a too_many_pings GOAWAY).
+    # Keepalive pings (keepalive_options) go out whether or not data flows; clients ping every >= 5 s
+    # (client/settings.py bounds their keepalive_time to that).
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    # A ping sooner than that is never a reason to drop a client: a client's BDP probe pings as
+    # model bytes arrive, and when this event loop is slow to send (hundreds of clients in a round) the
+    # pings came "too soon" after the last data: gRPC's default of 2 strikes then closed ~450 of 1,000
+    # swarm clients' connections with GOAWAY "too_many_pings", mid-round. Pings cost C-core, not the loop.
+    ("grpc.http2.max_ping_strikes", 0),
     ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared port
     # A call the event loop has not yet picked up is cancelled after this long, with no handler run and
     # nothing logged (gRPC's default is 30 s): under a burst of thousands of calls a SendModelUpdate
