@@ -42,6 +42,7 @@ import numpy as np
 # Run as a script, so the repository root (for tests.e2e) is not on sys.path by default.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scaleout.api.client import SessionTimeout
 from scaleout.client.dispatcher import Dispatcher, RunResult
 from scaleout.client.edge import EdgeClient
 from scaleout.client.settings import ClientSettings
@@ -282,7 +283,10 @@ def measure(
         requested_clients=clients,
         validate=False,
     )
-    session = fed.api.wait_for_session(session_id, timeout=rounds * 150)
+    try:
+        session = fed.api.wait_for_session(session_id, timeout=rounds * 150)
+    except SessionTimeout as exc:
+        session = {"status": "unfinished", "error": str(exc)[:80]}
     rss = pid_status(pid, "VmHWM")
     busy = {k: (v - busy0[k]) / rounds for k, v in process_cpu(fed).items()}
     records = fed.api.get_rounds(session_id=session_id, sort_key="index")["result"]
@@ -353,7 +357,8 @@ def bench(args: argparse.Namespace) -> None:
             start_swarm(fed, clients - running, args.processes, first=running, package=package)
             running = clients
             rows.append(measure(fed, counter, clients, args.rounds, seed, step * args.rounds))
-            print(f"  done: {clients} clients", flush=True)
+            print_table(rows[-1:], args.size, args.rounds)  # as it comes: a later step may not end
+            sys.stdout.flush()
     print_table(rows, args.size, args.rounds)
 
 
