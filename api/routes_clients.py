@@ -1,6 +1,6 @@
 """Client assignment: an edge client asks which combiner to connect to (contract: POST /clients/add)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -55,9 +55,11 @@ class ClientAssignment(BaseModel):
 def least_loaded_combiner(store: Statestore, online_seconds: float, client_id: str) -> Combiner:
     """The online combiner with the fewest live clients assigned (ties by name); 503 when none is online.
 
-    Load counts the Client records assigned to each combiner and seen within the online window, not the
-    combiner's own client_count: that one lags by a registry interval, so a burst of clients joining at
-    once would all land on one combiner.
+    A combiner's load is counted in the statestore, two indexed counts per combiner, never by reading
+    every client: the clients it holds online, plus those assigned to it within the online window that
+    have not connected yet. Not the combiner's own client_count: that lags by a registry interval, so a
+    burst of clients joining at once would all land on one combiner. Not last_seen alone either: a
+    connected client's record is rewritten only every few minutes (combiner client_write_interval).
     """
     since = utcnow() - timedelta(seconds=online_seconds)
     online = store.combiners.seen_since(since, {"status": NodeStatus.ONLINE.value})
@@ -67,12 +69,24 @@ def least_loaded_combiner(store: Statestore, online_seconds: float, client_id: s
             f"no combiner is online (none seen in the last {online_seconds:g} s); "
             "start one with `scaleout combiner start` and retry",
         )
-    assigned = [c for c in store.clients.seen_since(since) if c.id != client_id]
+    try:
+        own: Client | None = store.clients.get(client_id)
+    except NotFound:
+        own = None
 
     def load(combiner: Combiner) -> tuple[int, str]:
-        return sum(1 for c in assigned if c.combiner_id == combiner.id), combiner.name
+        connected = store.clients.count({"combiner_id": combiner.id, "status": NodeStatus.ONLINE.value})
+        joining = store.clients.count(
+            {"combiner_id": combiner.id, "status": NodeStatus.OFFLINE.value, "last_seen": {"$gte": since}}
+        )
+        counted = own is not None and own.combiner_id == combiner.id and _is_counted(own, since)
+        return connected + joining - counted, combiner.name
 
     return min(online, key=load)
+
+
+def _is_counted(client: Client, since: datetime) -> bool:
+    return client.status == NodeStatus.ONLINE or client.last_seen >= since
 
 
 def _record_assignment(

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,7 +101,14 @@ class SessionEnd:
 class EdgeClient:
     """One edge client; ``await run()`` serves until ``stop()`` or SIGINT/SIGTERM."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        dispatcher: Dispatcher | None = None,
+        channel_options: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """``dispatcher`` runs the entry points in place of one built from the package (a load generator
+        trains in process with it); ``channel_options`` are added to every channel's."""
         self.settings = settings
         self.work_dir = settings.work_dir.resolve()
         self.client_id = resolve_client_id(self.work_dir, settings.client_id)
@@ -111,9 +118,9 @@ class EdgeClient:
         self._stop = asyncio.Event()
         self._runner: TaskRunner | None = None
         self._tasks: TaskLoop | None = None
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = dispatcher
         self._token = settings.token
-        self._options = [*CHANNEL_OPTIONS, *keepalive_options(settings)]  # of every channel
+        self._options = [*CHANNEL_OPTIONS, *keepalive_options(settings), *channel_options]  # of every channel
 
     def stop(self) -> None:
         """Ask ``run`` to end: the stream is cancelled and ``run`` returns. Call from the loop's thread."""
@@ -212,7 +219,9 @@ class EdgeClient:
 
     async def _prepare(self, package_dir: Path) -> Dispatcher:
         """Load scaleout.yaml, build the package's environment, and run ``startup`` once."""
-        dispatcher = self._dispatcher = Dispatcher(package_dir, env_dir=self.settings.env_dir)
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(package_dir, env_dir=self.settings.env_dir)
+        dispatcher = self._dispatcher
         await run_blocking(dispatcher.environment, name="python-env")
         if dispatcher.has("startup"):
             logger.info("running entry point 'startup'")

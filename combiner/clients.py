@@ -5,10 +5,12 @@ as the contract says, and the listeners of ``on_stream_closed`` hear of it (a ro
 A client without a stream that sends heartbeats is online until ``heartbeat_timeout`` passes without
 another one: an asyncio timer per client, not a polling loop.
 
-Statestore calls block, so one writer task makes them with ``asyncio.to_thread``: it coalesces changes
-(the latest state of each client is written, in order) and heartbeats cost at most one write per client
-per ``write_interval``, which keeps thousands of clients cheap. The same writer stores the clients'
-events (connected, disconnected, a failed task), each with its client id, for the dashboard's log.
+Statestore calls block, so one writer task makes them in a worker thread, a batch per hop: it coalesces
+changes (the latest state of each client is written, in order) and heartbeats cost at most one write per
+client per ``write_interval`` (a minute by default: connects and disconnects are written at once, and a
+connected client's liveness is its open stream, not its record), which keeps thousands of clients cheap. The same
+writer stores the clients' events (connected, disconnected, a failed task), each with its client id, for
+the dashboard's log.
 """
 
 import asyncio
@@ -16,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TaskQueue = asyncio.Queue[TaskRequest | None]  # None ends the stream that reads the queue
 CLOSE_TIMEOUT = 10.0  # seconds the final statestore writes may take at shutdown
+HEARTBEATS_MISSED = 3  # declared heartbeat intervals without one after which a stream-less client is offline
 
 
 @dataclass(eq=False)
@@ -60,9 +63,12 @@ class ClientRegistry:
         statestore: Statestore,
         combiner_id: str,
         heartbeat_timeout: float,
-        write_interval: float = 5.0,
+        write_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (monotonic seconds) paces the heartbeat writes; a test passes a fake one."""
         self._statestore = statestore
+        self._clock = clock
         self._combiner_id = combiner_id
         self._heartbeat_timeout = heartbeat_timeout
         self._write_interval = write_interval
@@ -70,6 +76,8 @@ class ClientRegistry:
         self._change = asyncio.Event()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing dirty and no write in progress
+        self._idle.set()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._closed_listeners: list[Callable[[str], None]] = []
@@ -142,26 +150,25 @@ class ClientRegistry:
         state.queue.put_nowait(None)  # the stream's own exit marks the client offline
         return True
 
-    def heartbeat(self, client_id: str) -> None:
-        """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while."""
+    def heartbeat(self, client_id: str, interval: float = 0.0) -> None:
+        """Refresh last_seen; without a stream the heartbeat alone keeps the client online for a while:
+        ``heartbeat_timeout``, or three of the client's declared heartbeat ``interval`` if longer, so that
+        a client with infrequent heartbeats does not flap offline between them."""
         state = self._state(client_id)
         state.last_seen = time.time()
         if state.queue is None:
             self._cancel_expiry(state)
             loop = asyncio.get_running_loop()
-            state.expiry = loop.call_later(self._heartbeat_timeout, self._expire, state)
+            timeout = max(self._heartbeat_timeout, HEARTBEATS_MISSED * interval)
+            state.expiry = loop.call_later(timeout, self._expire, state)
             self._set_online(state, True)
-        if time.monotonic() - state.written_at >= self._write_interval:
+        if self._clock() - state.written_at >= self._write_interval:
             self._mark_dirty(state)
 
     def _expire(self, state: ClientState) -> None:
         state.expiry = None
         if state.queue is None:
-            log.info(
-                "client %s offline: no task stream and no heartbeat for %.1f s",
-                state.client_id,
-                self._heartbeat_timeout,
-            )
+            log.info("client %s offline: no task stream and no heartbeat in time", state.client_id)
             self._set_online(state, False)
 
     # -- queries and tasks ----------------------------------------------------------------------
@@ -238,6 +245,7 @@ class ClientRegistry:
                 **ids,
             )
         )
+        self._idle.clear()
         self._wake.set()
 
     def _notify(self) -> None:
@@ -246,31 +254,43 @@ class ClientRegistry:
         change.set()
 
     def _mark_dirty(self, state: ClientState) -> None:
-        state.written_at = time.monotonic()
+        state.written_at = self._clock()
         self._dirty.add(state.client_id)
+        self._idle.clear()
         self._wake.set()
 
+    async def flush(self) -> None:
+        """Return once every change made so far is written (or its write failed, logged)."""
+        await self._idle.wait()
+
     async def _write_loop(self) -> None:
-        """Write dirty client records one at a time, off the loop; exits once closing and drained."""
+        """Write dirty client records a batch at a time, off the loop; exits once closing and drained."""
         while True:
             await self._wake.wait()  # idle until a change; cancelled or drained at close
             self._wake.clear()
             batch, self._dirty = self._dirty, set()
-            for client_id in batch:
-                state = self._clients[client_id]
-                record = (client_id, state.name, state.online, state.last_seen)
-                try:
-                    await asyncio.to_thread(self._write, *record)
-                except Exception:
-                    log.exception("writing the record of client %s to the statestore failed", client_id)
+            records = [
+                (i, self._clients[i].name, self._clients[i].online, self._clients[i].last_seen) for i in batch
+            ]
             events, self._events = self._events, []
-            for event in events:
-                try:
-                    await asyncio.to_thread(self._statestore.events.add, event)
-                except Exception:  # an event reports on the client; losing one must not stop the writer
-                    log.exception("storing event %s of client %s failed", event.type, event.client_id)
-            if self._closing and not self._dirty and not self._events:
-                return
+            if records or events:
+                await asyncio.to_thread(self._write_batch, records, events)
+            if not self._dirty and not self._events:
+                self._idle.set()
+                if self._closing:
+                    return
+
+    def _write_batch(self, records: Sequence[tuple[str, str, bool, float]], events: Sequence[Event]) -> None:
+        for record in records:
+            try:
+                self._write(*record)
+            except Exception:
+                log.exception("writing the record of client %s to the statestore failed", record[0])
+        for event in events:
+            try:
+                self._statestore.events.add(event)
+            except Exception:  # an event reports on the client; losing one must not stop the writer
+                log.exception("storing event %s of client %s failed", event.type, event.client_id)
 
     def _write(self, client_id: str, name: str, online: bool, last_seen: float) -> None:
         status = NodeStatus.ONLINE if online else NodeStatus.OFFLINE

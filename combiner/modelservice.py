@@ -9,7 +9,11 @@ protobuf message, its serialisation, and gRPC's own buffer (grpc.aio awaits each
 no stream queues more than one). Download therefore sends 1 MiB chunks, the low end of the wire
 contract, and Upload drops each message as soon as its bytes are taken out. Measured with
 benchmarks/round_bench.py, 100 MB model, 16 clients: 4 MiB chunks held ~13 MB per download (~210 MB
-for 16), 1 MiB chunks ~3 MB, at the same round time.
+for 16), 1 MiB chunks ~3 MB, at the same round time. How many transfers hold a chunk at once is
+bounded by ``TransferAdmission`` (the combiner's max_transfers) for downloads. Not for uploads: a
+client sends an upload's first window of bytes whether or not it is read, so they would sit in gRPC's
+buffers while waiting; read at once, they go to disk. Uploads are bounded by the downloads anyway, as
+a client uploads only after its download.
 """
 
 import asyncio
@@ -19,6 +23,7 @@ from typing import BinaryIO
 
 import grpc
 
+from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
 from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge, discard
 from scaleout.combiner.staging import StagedModels
@@ -60,9 +65,10 @@ def _read_chunk(stream: BinaryIO) -> pb.FileChunk | None:
 
 
 class ModelServicer(rpc.ModelServiceServicer):
-    def __init__(self, staged: StagedModels, spool: UpdateSpool) -> None:
+    def __init__(self, staged: StagedModels, spool: UpdateSpool, admission: TransferAdmission) -> None:
         self._staged = staged
         self._spool = spool
+        self._admission = admission  # bounds the transfers holding chunks at once
 
     async def Upload(
         self, request_iterator: AsyncIterator[pb.FileChunk], context: grpc.aio.ServicerContext
@@ -104,12 +110,13 @@ class ModelServicer(rpc.ModelServiceServicer):
                 f"model {request.model_id!r} is not staged at this combiner; only the models of its "
                 "current tasks can be downloaded",
             )
-        try:
-            stream = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_id!r} was evicted")
-        try:
-            while (chunk := await asyncio.to_thread(_read_chunk, stream)) is not None:
-                yield chunk
-        finally:
-            await asyncio.to_thread(stream.close)
+        async with self._admission.slot():
+            try:
+                stream = await asyncio.to_thread(open, path, "rb")
+            except FileNotFoundError:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_id!r} was evicted")
+            try:
+                while (chunk := await asyncio.to_thread(_read_chunk, stream)) is not None:
+                    yield chunk
+            finally:
+                await asyncio.to_thread(stream.close)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import grpc
 
+from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.auth import AuthInterceptor, RevocationWatcher
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.control import ControlServicer
@@ -45,26 +46,42 @@ from scaleout.tls import warn_if_exposed
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 64 * 1024 * 1024  # chunks are up to 4 MiB; the default 4 MiB limit rejects 4 MiB + framing
-# HTTP/2 receive window of each upload stream: one client chunk. An upload then holds at most ~3 chunks
-# here (this window, the message being written, its copy), whatever the network; the price is upload
-# speed on long links, at most UPLOAD_WINDOW per round trip (20 MB/s per client at 50 ms).
-UPLOAD_WINDOW = 1024 * 1024
+UNREQUESTED_CALL_BOUND = 3600  # seconds; far beyond any call's deadline (see SERVER_OPTIONS)
 STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cancelled
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_LIMIT),
     ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-    # Keepalive pings (keepalive_options) go out whether or not data flows; clients may ping every >= 5 s
-    # (client/settings.py bounds their keepalive_time to that; more often earns a too_many_pings GOAWAY).
+    # Keepalive pings (keepalive_options) go out whether or not data flows; clients ping every >= 5 s
+    # (client/settings.py bounds their keepalive_time to that).
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    # A ping sooner than that is never a reason to drop a client: a client's BDP probe pings as
+    # model bytes arrive, and when this event loop is slow to send (hundreds of clients in a round) the
+    # pings came "too soon" after the last data: gRPC's default of 2 strikes then closed ~450 of 1,000
+    # swarm clients' connections with GOAWAY "too_many_pings", mid-round. Pings cost C-core, not the loop.
+    ("grpc.http2.max_ping_strikes", 0),
     ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared port
-    # Upload flow control: with BDP probing on, gRPC grows every stream's receive window to >= 4 MiB
-    # and buffers that much of each upload the event loop has not read yet: memory grew by ~15 MB per
-    # concurrent upload (~240 MB for 16 clients, benchmarks/round_bench.py at 100 MB). A fixed window.
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.http2.lookahead_bytes", UPLOAD_WINDOW),
+    # A call the event loop has not yet picked up is cancelled after this long, with no handler run and
+    # nothing logged (gRPC's default is 30 s): under a burst of thousands of calls a SendModelUpdate
+    # could vanish so. Each call's own deadline (the client's rpc_deadline) bounds its wait instead.
+    ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_BOUND),
 ]
+
+
+def flow_control_options(upload_window: int) -> list[tuple[str, int]]:
+    """HTTP/2 receive windows of the upload streams: an upload moves at most one window per round trip.
+
+    ``upload_window`` > 0 fixes every stream's window at that many bytes: an upload then holds at most
+    ~3 chunks here (the window, the message being written, its copy) whatever the network, at the price
+    of speed on long links (1 MiB: ~20 MB/s per upload at 50 ms). 0 lets gRPC's BDP probing grow each
+    window to the link's bandwidth-delay product, so one upload fills a long fat link; on a fast local
+    network a window may then grow to >= 4 MiB, held per upload the event loop has not read yet (~15 MB
+    per concurrent upload was measured at 100 MB on loopback).
+    """
+    if upload_window == 0:
+        return [("grpc.http2.bdp_probe", 1)]
+    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", upload_window)]
 
 
 def keepalive_options(keepalive_time: float, keepalive_timeout: float) -> list[tuple[str, int]]:
@@ -104,6 +121,7 @@ class Combiner:
         )
         self.staged = StagedModels(repository, work_dir / "models")
         self.spool = UpdateSpool(work_dir / "updates", settings.max_model_size)
+        self.admission = TransferAdmission(settings.max_transfers)
         self.rounds = RoundHandler(
             settings.name,
             self.registry,
@@ -135,11 +153,12 @@ class Combiner:
         auth = [AuthInterceptor(self.auth, _rate_limiter(self.settings))] if self.auth else []
         interceptors = [*auth, MetricsInterceptor(), LogContextInterceptor()]  # refused calls go uncounted
         keepalive = keepalive_options(self.settings.keepalive_time, self.settings.keepalive_timeout)
-        server = grpc.aio.server(options=[*SERVER_OPTIONS, *keepalive], interceptors=interceptors)
+        options = [*SERVER_OPTIONS, *flow_control_options(self.settings.upload_window), *keepalive]
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         rpc.add_CombinerClientServicer_to_server(
             CombinerClientServicer(self.registry, self.rounds, self.pollers, self.telemetry), server
         )
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool), server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool, self.admission), server)
         rpc.add_ControlServicer_to_server(
             ControlServicer(self.settings.name, self.registry, self.rounds), server
         )

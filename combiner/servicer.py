@@ -51,7 +51,7 @@ class CombinerClientServicer(rpc.CombinerClientServicer):
     async def SendHeartbeat(self, request: pb.Heartbeat, context: grpc.aio.ServicerContext) -> pb.Response:
         if not request.client_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Heartbeat.client_id is required")
-        self._registry.heartbeat(request.client_id)
+        self._registry.heartbeat(request.client_id, request.heartbeat_interval_ms / 1000)
         return pb.Response(response="heartbeat received")
 
     async def SendModelUpdate(

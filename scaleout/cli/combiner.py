@@ -125,6 +125,23 @@ def combiner_group() -> None:
     help="Largest model update accepted, in bytes.",
 )
 @click.option(
+    "--max-transfers",
+    envvar="SCALEOUT_COMBINER_MAX_TRANSFERS",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.max_transfers,
+    show_default=True,
+    help="Model downloads moving bytes at once; the others wait their turn (bounds memory).",
+)
+@click.option(
+    "--upload-window",
+    envvar="SCALEOUT_COMBINER_UPLOAD_WINDOW",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=DEFAULTS.upload_window,
+    show_default=True,
+    help="HTTP/2 window of each upload in bytes (an upload moves one window per round trip); "
+    "0: follow each link's bandwidth-delay product.",
+)
+@click.option(
     "--max-num-examples",
     envvar="SCALEOUT_COMBINER_MAX_NUM_EXAMPLES",
     type=click.IntRange(min=1, max=2**53),
@@ -192,6 +209,8 @@ def start(
     registry_interval: float,
     work_dir: Path | None,
     max_model_size: int,
+    max_transfers: int,
+    upload_window: int,
     max_num_examples: int,
     token: str | None,
     controller_token: str | None,
@@ -231,6 +250,8 @@ def start(
             registry_interval=registry_interval,
             work_dir=(work_dir or Path(".scaleout")) / "combiner" / name,
             max_model_size=max_model_size,
+            max_transfers=max_transfers,
+            upload_window=upload_window,
             max_num_examples=max_num_examples,
             s3_credentials=S3Credentials.from_env(os.environ),
             token=token or None,

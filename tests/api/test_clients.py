@@ -150,6 +150,44 @@ def test_a_burst_of_clients_is_spread_over_the_combiners_at_once(server: ApiServ
     assert names == ["a", "b", "a", "b"]
 
 
+def test_connected_clients_count_however_long_ago_their_record_was_written(
+    server: ApiServer, http: httpx.Client
+):
+    """The combiner rewrites a connected client's record only every client_write_interval (minutes):
+    such a client still loads its combiner; one that went offline long ago does not."""
+    activate_package(server)
+    add_combiner(server, "a", clients=0)
+    add_combiner(server, "b", clients=0)
+    long_ago = utcnow() - timedelta(minutes=10)
+    for index in range(2):
+        server.statestore.clients.upsert(
+            Client(id=f"a-{index}", combiner_id="a", status=NodeStatus.ONLINE, last_seen=long_ago)
+        )
+    for index in range(3):
+        server.statestore.clients.upsert(
+            Client(id=f"b-{index}", combiner_id="b", status=NodeStatus.OFFLINE, last_seen=long_ago)
+        )
+    server.statestore.clients.upsert(Client(id="b-new", combiner_id="b", last_seen=utcnow()))
+
+    names = [
+        http.post("/clients/add", json={"client_id": f"c{i}"}).json()["combiner"]["name"] for i in range(3)
+    ]
+
+    # a: 2 connected; b: 1 just assigned (its 3 offline clients are gone) -> b; then a tie at 2 -> a; b
+    assert names == ["b", "a", "b"]
+
+
+def test_a_client_asking_again_does_not_count_against_its_own_combiner(server: ApiServer, http: httpx.Client):
+    activate_package(server)
+    add_combiner(server, "a", clients=2)
+    add_combiner(server, "b", clients=1)
+    server.statestore.clients.upsert(Client(id="c1", combiner_id="b", status=NodeStatus.ONLINE))
+
+    response = http.post("/clients/add", json={"client_id": "c1"})
+
+    assert response.json()["combiner"]["name"] == "b"  # b holds 1 client besides c1, a holds 2
+
+
 def test_ties_go_to_the_first_combiner_by_name(server: ApiServer, http: httpx.Client):
     activate_package(server)
     add_combiner(server, "b", clients=2)

@@ -1,10 +1,14 @@
 """The client registry: online while the task stream is open, offline after the heartbeat timeout."""
 
 import asyncio
+from collections import Counter
+from typing import Any
 
 import grpc
 import pytest
 
+from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.settings import CombinerSettings
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.store import open_statestore
@@ -117,3 +121,70 @@ async def test_connects_and_disconnects_are_stored_as_events_with_the_client_id(
         ]
     finally:
         statestore.close()
+
+
+class CountedClientWrites:
+    """The statestore's client records, counting the writes made to each (every call goes through; an
+    update of a missing record writes nothing)."""
+
+    def __init__(self, records: Any) -> None:
+        self._records = records
+        self.writes: Counter[str] = Counter()
+
+    def update(self, id: str, changes: Any) -> Any:
+        updated = self._records.update(id, changes)
+        self.writes[id] += 1
+        return updated
+
+    def upsert(self, item: Any) -> Any:
+        self.writes[item.id] += 1
+        return self._records.upsert(item)
+
+
+async def test_an_idle_connected_client_costs_one_statestore_write_per_minute(tmp_path):
+    """10 minutes of heartbeats every 10 s (the client's default) from 50 connected clients: each client
+    record is written once at connect and once a minute after, whatever the heartbeats."""
+    statestore = open_statestore(f"sqlite:///{tmp_path}/s.db")
+    records = statestore.clients
+    counted = statestore.clients = CountedClientWrites(records)
+    now = [0.0]
+    settings = CombinerSettings()
+    registry = ClientRegistry(
+        statestore, "c", settings.heartbeat_timeout, settings.client_write_interval, clock=lambda: now[0]
+    )
+    registry.start()
+    ids = [f"client-{i}" for i in range(50)]
+    for client_id in ids:
+        registry.connect(client_id, client_id)
+    await registry.flush()
+    for _ in range(60):
+        now[0] += 10.0
+        for client_id in ids:
+            registry.heartbeat(client_id)
+        await registry.flush()
+
+    assert counted.writes == {client_id: 1 + 10 for client_id in ids}
+    assert records.count({"status": NodeStatus.ONLINE.value}) == 50
+    await registry.close()
+    assert records.count({"status": NodeStatus.OFFLINE.value}) == 50
+    statestore.close()
+
+
+async def test_a_client_with_infrequent_heartbeats_stays_online_for_three_of_its_intervals(tmp_path):
+    """Without a stream, a heartbeat keeps a client online for heartbeat_timeout or three of the intervals
+    it declares, whichever is longer: a client beating every 30 s must not flap offline after 30 s."""
+    statestore = open_statestore(f"sqlite:///{tmp_path}/s.db")
+    registry = ClientRegistry(statestore, "c", heartbeat_timeout=0.05)
+    registry.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    registry.heartbeat("slow", interval=1.0)
+    registry.heartbeat("default", interval=0.0)
+
+    await registry.wait_for(lambda: not registry.is_online("default"), WAIT)
+    assert registry.is_online("slow")
+    await registry.wait_for(lambda: not registry.is_online("slow"), WAIT)
+
+    assert loop.time() - started >= 3 * 1.0  # a lower bound: a loaded machine can only make it later
+    await registry.close()
+    statestore.close()

@@ -1,6 +1,7 @@
 """ModelService: uploads and downloads in chunks."""
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -79,3 +80,36 @@ async def test_download_streams_the_staged_model_in_chunks(tmp_path):
         assert all(1024 * 1024 <= size <= 4 * 1024 * 1024 for size in sizes[:-1])
         assert len(sizes) > 1 and sum(sizes) == len(npz_bytes(seed))
         await asyncio.wait_for(round_task, WAIT)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the combiner, in this process, until ``condition`` holds; fail naming ``what`` at WAIT."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+async def test_a_download_beyond_max_transfers_waits_for_a_slot_and_then_completes(tmp_path):
+    async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        model = [np.arange(8 * 1024 * 1024, dtype=np.float32)]  # 32 MB: more than the windows hold
+        model_id = put_seed(combiner, model)
+        await combiner.staged.stage(model_id)
+        first, second = TestClient(address(combiner), "a"), TestClient(address(combiner), "b")
+        try:
+            holding = first.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
+            head = await holding.read()  # the first chunk; the rest waits for this client to read it
+            await until(lambda: combiner.admission.active == 1, "the first download holds the only slot")
+            waiting = asyncio.ensure_future(second.download(model_id))
+            await until(lambda: combiner.admission.waiting == 1, "the second download waits for a slot")
+            assert not waiting.done()
+
+            chunks = [head.data]
+            while (chunk := await holding.read()) is not grpc.aio.EOF:
+                chunks.append(chunk.data)
+
+            assert b"".join(chunks) == await waiting == npz_bytes(model)
+            assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
+        finally:
+            await first.close()
+            await second.close()

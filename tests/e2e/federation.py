@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,8 +113,11 @@ class Federation:
         args: list[str],
         extra_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        program: str = SCALEOUT,
+        prefix: Sequence[str] = (),
     ) -> Process:
-        """Run `scaleout *args` in cwd (default: root), its output appended to root/logs/NAME.log.
+        """Run `scaleout *args` (or `program *args`), after `prefix` (e.g. `ip netns exec NS`), in cwd
+        (default: root), its output appended to root/logs/NAME.log.
 
         Appended, so that a process restarted under its name keeps the log of its previous life.
         """
@@ -123,11 +126,15 @@ class Federation:
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                [SCALEOUT, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
+                [*prefix, program, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.root
             )
         process = Process(name, popen, log_path)
         self.processes[name] = process
         return process
+
+    def spawn_python(self, name: str, args: list[str], prefix: Sequence[str] = ()) -> Process:
+        """Run ``python *args`` with this interpreter (a helper process), logged as NAME."""
+        return self._spawn(name, args, program=sys.executable, prefix=prefix)
 
     def _check_alive(self, process: Process) -> None:
         if process.popen.poll() is not None:
