@@ -8,9 +8,9 @@ another one: an asyncio timer per client, not a polling loop.
 Statestore calls block, so one writer task makes them in a worker thread, a batch per hop: it coalesces
 changes (the latest state of each client is written, in order) and heartbeats cost at most one write per
 client per ``write_interval`` (a minute by default: connects and disconnects are written at once, and a
-connected client's liveness is its open stream, not its record), which keeps thousands of clients cheap. The same
-writer stores the clients' events (connected, disconnected, a failed task), each with its client id, for
-the dashboard's log.
+connected client's liveness is its open stream, not its record), which keeps thousands of clients cheap.
+The same writer stores the clients' events (connected, disconnected, a failed task), each with its client
+id, for the dashboard's log.
 """
 
 import asyncio
