@@ -42,6 +42,8 @@ class TokenPair(BaseModel):
 async def _exchange(
     body: RefreshRequest, settings: deps.SettingsDep, auth: deps.AuthenticatorDep
 ) -> dict[str, Any]:
+    """Answer a valid client (or admin) credential with itself as access and refresh token; 401 when it is
+    unknown, revoked or expired. Revocation works as for our own clients: the next exchange is refused."""
     token = body.refresh_token
     if not settings.token:  # open mode: no token is checked anywhere, so any is good
         return {
