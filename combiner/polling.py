@@ -20,8 +20,6 @@ from scaleout.combiner.clients import ClientRegistry, TaskQueue
 from scaleout.combiner.rounds import RoundHandler
 from scaleout.combiner.tasks import TRAIN
 from scaleout.proto import scaleout_pb2 as pb
-from scaleout.store.entities import Event, EventLevel
-from scaleout.store.statestore import Statestore
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +48,10 @@ class Pollers:
         self,
         registry: ClientRegistry,
         rounds: RoundHandler,
-        statestore: Statestore,
-        combiner_id: str,
         online_seconds: float,
     ) -> None:
         self._registry = registry
         self._rounds = rounds
-        self._statestore = statestore
-        self._combiner_id = combiner_id
         self._online_seconds = online_seconds
         self._pollers: dict[str, _Poller] = {}
 
@@ -82,20 +76,19 @@ class Pollers:
         return directive
 
     async def announce(self, request: pb.ClientAnnounceRequest, name: str) -> pb.Response:
-        """Answer the version check; Connect makes the client online, Disconnect offline at once."""
+        """Answer the version check; Connect makes the client online, Disconnect offline at once (the registry
+        records both as events)."""
         client_id = request.client_id
         if request.type == VERSION_CHECK:
             parameters = {"success": True, "version": __version__}
             return pb.Response(response="version accepted", parameters=json.dumps(parameters))
         if request.type == CONNECT:
             self._keep_online(client_id, name)
-            await self._record(client_id, "client_connected", f"client {client_id} announced Connect")
             return pb.Response(response="connected")
         if request.type == DISCONNECT:
             poller = self._pollers.get(client_id)
             if poller is not None:
                 self._end(client_id, poller)
-            await self._record(client_id, "client_disconnected", f"client {client_id} announced Disconnect")
             return pb.Response(response="disconnected")
         raise ValueError(
             f"ClientAnnounceRequest.type {request.type[:100]!r} is not one of "
@@ -163,19 +156,6 @@ class Pollers:
         if self._rounds.is_active(correlation_id):
             return None
         return pb.TaskRequest(correlation_id=correlation_id, client_id=client_id, status=INTERRUPTED)
-
-    async def _record(self, client_id: str, kind: str, message: str) -> None:
-        event = Event(
-            level=EventLevel.INFO,
-            type=kind,
-            message=message,
-            client_id=client_id,
-            combiner_id=self._combiner_id,
-        )
-        try:
-            await asyncio.to_thread(self._statestore.events.add, event)
-        except Exception:  # a store outage: the client record still says online or offline
-            log.exception("recording %s of client %s failed", kind, client_id)
 
 
 def _error_of(response: str) -> str:

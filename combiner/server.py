@@ -132,9 +132,7 @@ class Combiner:
             work_dir,
             max_num_examples=settings.max_num_examples,
         )
-        self.pollers = Pollers(
-            self.registry, self.rounds, statestore, settings.name, settings.poll_online_seconds
-        )
+        self.pollers = Pollers(self.registry, self.rounds, settings.poll_online_seconds)
         self.telemetry = Telemetry(statestore)
         self.auth = _authenticator(settings, statestore)
         self._revocations = (

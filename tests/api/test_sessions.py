@@ -18,7 +18,7 @@ CONFIG = {
     "requested_clients": 4,
     "buffer_size": 3,
     "aggregator": "fedavg",
-    "aggregator_kwargs": {"lr": 0.5},
+    "aggregator_kwargs": {"dp_clip_norm": 0.5},
     "validate": False,
     "helper": "numpyhelper",
     "client_settings": {"epochs": 2, "batch": [32, 64]},

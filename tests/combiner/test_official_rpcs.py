@@ -177,6 +177,7 @@ async def test_announce_passes_the_version_check_and_disconnect_takes_the_client
                 pb.ClientAnnounceRequest(client_id="p", type="Disconnect"), timeout=WAIT
             )
             assert not combiner.registry.is_online("p")
+            await combiner.registry.flush()
             events = combiner.statestore.events.list(sort_key="timestamp").items
             assert [(e.type, e.client_id, e.combiner_id) for e in events] == [
                 ("client_connected", "p", "combiner-test"),
