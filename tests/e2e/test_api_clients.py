@@ -59,7 +59,8 @@ def drive(fed: Federation, kind: str, *args: str) -> dict[str, Any]:
         "FEDN_AUTH_TOKEN": token,
         "SCALEOUT_API_TOKEN": token,
     }
-    command = [os.environ[PYTHONS[kind]], str(DRIVER), kind, str(fed.api_port), *args]
+    # abspath, not resolve: make sets a relative path, and the venv's python is a symlink out of the venv.
+    command = [os.path.abspath(os.environ[PYTHONS[kind]]), str(DRIVER), kind, str(fed.api_port), *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=fed.root, timeout=120)
     assert done.returncode == 0, f"{kind} driver {args[0]} failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1])
