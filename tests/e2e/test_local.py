@@ -172,7 +172,7 @@ def test_serve_keeps_the_dashboard_up_and_api_start_reopens_the_folder(tmp_path:
         # The session has ended and everything is still up.
         (session,) = httpx.get(f"{base}/api/v1/sessions/").json()["result"]
         assert (session["status"], session["rounds_done"]) == ("Finished", 1)
-        assert "dashboard.js" in httpx.get(f"{base}/", follow_redirects=True).text
+        assert 'src="js/main.js"' in httpx.get(f"{base}/", follow_redirects=True).text
         assert httpx.get(f"{base}/docs").status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
