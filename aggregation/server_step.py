@@ -61,12 +61,28 @@ def apply_server_step(
             raise ValueError(f"the round's mean {mean} does not have the global model's arrays")
         model = stack.enter_context(zipfile.ZipFile(model_out, "w", zipfile.ZIP_STORED, allowZip64=True))
         state = stack.enter_context(zipfile.ZipFile(state_out, "w", zipfile.ZIP_STORED, allowZip64=True))
-        n = len(x.specs)
-        for i, spec in enumerate(x.specs):
-            next_array, new_states = _step_array(optimizer, x, avg, old, i, n, spec)
-            write_member(model, i, next_array)
-            for s, array in enumerate(new_states):
-                write_member(state, s * n + i, array)
+        for i in range(len(x.specs)):
+            _write_array(optimizer, x, avg, old, i, model, state)
+
+
+def _write_array(
+    optimizer: ServerOptimizer,
+    x: TrustedArrays,
+    avg: TrustedArrays,
+    old: TrustedArrays | None,
+    index: int,
+    model: zipfile.ZipFile,
+    state: zipfile.ZipFile,
+) -> None:
+    """Compute and write array ``index`` of the next model and of each new state.
+
+    A function of its own so that its arrays are freed before the next array's are allocated.
+    """
+    n = len(x.specs)
+    next_array, new_states = _step_array(optimizer, x, avg, old, index, n, x.specs[index])
+    write_member(model, index, next_array)
+    for s, array in enumerate(new_states):
+        write_member(state, s * n + index, array)
 
 
 def _step_array(
