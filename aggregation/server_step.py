@@ -107,10 +107,13 @@ def _step_array(
         delta = np.subtract(avg.read(index, start, block.stop - start), x_block, dtype=work)
         new = {}
         for s, name in enumerate(optimizer.states):
+            new[name] = flat_states[s][block]  # updated in place: no temporary, no copy
             if old is not None:
-                previous = old.read(s * n + index, start, delta.size).astype(work, copy=False)
+                new[name][...] = old.read(s * n + index, start, delta.size)
             else:
-                previous = np.full(delta.size, optimizer.initial(name), dtype=work)
-            new[name] = flat_states[s][block] = cast(optimizer.update(name, previous, delta), work)
-        flat_next[block] = cast(x_block.astype(work, copy=False) + optimizer.step(new), spec.dtype)
+                new[name].fill(optimizer.initial(name))
+            optimizer.update(name, new[name], delta)
+        step = optimizer.step(new)
+        step += x_block  # x + step, in the state's dtype
+        flat_next[block] = cast(step, spec.dtype)
     return next_array, new_states
