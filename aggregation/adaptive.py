@@ -29,14 +29,21 @@ class Adaptive(ServerOptimizer):
     def initial(self, state: str) -> float:
         return 0.0 if state == "m" else self.tau**2
 
-    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> None:
+        # In place, in the formula's order of operations, so the results are the formula's exactly.
         if state == "m":
-            return self.beta1 * old + (1 - self.beta1) * delta
-        return self.second_moment(old, delta * delta)
+            old *= self.beta1
+            old += np.multiply(delta, 1 - self.beta1)
+        else:
+            self.second_moment(old, np.multiply(delta, delta))
 
     @abstractmethod
-    def second_moment(self, v: np.ndarray, square: np.ndarray) -> np.ndarray:
-        """v_t from v_{t-1} and Delta_t**2."""
+    def second_moment(self, v: np.ndarray, square: np.ndarray) -> None:
+        """Overwrite v_{t-1} with v_t, given Delta_t**2 (a temporary block it may overwrite)."""
 
     def step(self, new: dict[str, np.ndarray]) -> np.ndarray:
-        return self.server_lr * new["m"] / (np.sqrt(new["v"]) + self.tau)
+        numerator = np.multiply(new["m"], self.server_lr)
+        denominator = np.sqrt(new["v"])
+        denominator += self.tau
+        numerator /= denominator
+        return numerator

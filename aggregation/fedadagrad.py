@@ -16,5 +16,5 @@ class FedAdagrad(Adaptive):
     def __init__(self, server_lr: float = 0.1, beta1: float = 0.9, tau: float = 1e-3) -> None:
         super().__init__(server_lr=server_lr, beta1=beta1, tau=tau)
 
-    def second_moment(self, v: np.ndarray, square: np.ndarray) -> np.ndarray:
-        return v + square
+    def second_moment(self, v: np.ndarray, square: np.ndarray) -> None:
+        v += square

@@ -13,5 +13,7 @@ from scaleout.aggregation.adaptive import Adaptive
 class FedAdam(Adaptive):
     name = "fedadam"
 
-    def second_moment(self, v: np.ndarray, square: np.ndarray) -> np.ndarray:
-        return self.beta2 * v + (1 - self.beta2) * square
+    def second_moment(self, v: np.ndarray, square: np.ndarray) -> None:
+        v *= self.beta2
+        square *= 1 - self.beta2
+        v += square

@@ -23,8 +23,9 @@ class FedAvgM(ServerOptimizer):
     def initial(self, state: str) -> float:
         return 0.0
 
-    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        return self.momentum * old + delta
+    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> None:
+        old *= self.momentum  # in place, in the formula's order
+        old += delta
 
     def step(self, new: dict[str, np.ndarray]) -> np.ndarray:
-        return self.server_lr * new["m"]
+        return np.multiply(new["m"], self.server_lr)

@@ -14,5 +14,8 @@ from scaleout.aggregation.adaptive import Adaptive
 class FedYogi(Adaptive):
     name = "fedyogi"
 
-    def second_moment(self, v: np.ndarray, square: np.ndarray) -> np.ndarray:
-        return v - (1 - self.beta2) * square * np.sign(v - square)
+    def second_moment(self, v: np.ndarray, square: np.ndarray) -> None:
+        sign = np.sign(np.subtract(v, square))
+        square *= 1 - self.beta2
+        square *= sign
+        v -= square

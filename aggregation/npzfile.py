@@ -9,6 +9,7 @@ update allocates a few MiB, not 100 MB), and the aggregate is written slice by s
 ``np.savez`` lays it out, so ``numpyhelper.load`` reads it back.
 """
 
+import struct
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,19 +17,22 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy
 
-from scaleout.model_file import BLOCK_BYTES, ArraySpec, ModelError, ModelReader
+from scaleout.model_file import BLOCK_BYTES, ArraySpec, ModelError, ModelReader, read_header
 
 __all__ = [
     "SLICE_BYTES",
     "ArraySpec",
     "NpzReader",
+    "TrustedArrays",
     "array_keys",
     "read_specs",
+    "write_member",
     "write_npz",
     "write_npz_slices",
 ]
 
 SLICE_BYTES = BLOCK_BYTES  # bytes of an array read or written at a time
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local file header (APPNOTE 4.3.7)
 
 
 def array_keys(count: int) -> list[str]:
@@ -77,6 +81,62 @@ class NpzReader:
             raise ValueError(str(error)) from None
 
 
+class TrustedArrays:
+    """Element ranges of an npz model's arrays read straight from the file, skipping zipfile's CRC.
+
+    Only for files whose bytes are already known good (written by this process, or checked when
+    uploaded and stored since): a pass over them then costs a read and no checksum, and any range
+    can be read, in any order. A compressed or Fortran-order member (np.savez_compressed, a
+    transposed array) is read whole through zipfile on first use: rare, and one array of memory.
+    Raises ValueError, naming what is wrong, for a file that is no model.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            self._model = ModelReader(path)
+            self.specs = self._model.specs()
+        except ModelError as error:
+            raise ValueError(str(error)) from None
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by __exit__, with the reader
+        try:
+            with zipfile.ZipFile(self._file) as archive:  # leaves the file open: it did not open it
+                infos = [archive.getinfo(name) for name in self._model.members]
+            self._offsets = [self._data_offset(i, s) for i, s in zip(infos, self.specs, strict=True)]
+        except BaseException:
+            self.__exit__()
+            raise
+        self._whole: dict[int, np.ndarray] = {}
+
+    def __enter__(self) -> "TrustedArrays":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+        self._model.close()
+
+    def _data_offset(self, info: zipfile.ZipInfo, spec: ArraySpec) -> int | None:
+        """Where the member's C-order elements start in the file; None unless stored plainly."""
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        self._file.seek(info.header_offset)
+        fields = _LOCAL_HEADER.unpack(self._file.read(_LOCAL_HEADER.size))
+        self._file.seek(info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11])  # name, extra
+        _, fortran_order = read_header(self._file)
+        return None if fortran_order and len(spec.shape) > 1 else self._file.tell()
+
+    def read(self, index: int, start: int, count: int) -> np.ndarray:
+        """Elements ``start`` .. ``start + count`` of array ``index``, flat, in C order."""
+        spec, offset = self.specs[index], self._offsets[index]
+        if start < 0 or count < 0 or start + count > spec.size:
+            raise ValueError(f"array {index} has {spec.size} elements, not {start}..{start + count}")
+        if offset is None:
+            if index not in self._whole:  # keeps one such array at a time
+                self._whole = {index: np.concatenate(list(self._model.blocks(index)))}
+            return self._whole[index][start : start + count]
+        self._file.seek(offset + start * spec.dtype.itemsize)
+        return np.fromfile(self._file, dtype=spec.dtype, count=count)
+
+
 def read_specs(path: str | Path) -> list[ArraySpec]:
     """Shapes and dtypes of a model's arrays in parameter order, from their headers only."""
     with NpzReader(path) as reader:
@@ -87,8 +147,16 @@ def write_npz(path: str | Path, arrays: Iterable[np.ndarray]) -> None:
     """Write arrays as keys "0".."n-1", uncompressed, taking one array at a time from the iterable."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for index, array in enumerate(arrays):
-            with archive.open(f"{index}.npy", "w", force_zip64=True) as stream:
-                npy.write_array(stream, np.asanyarray(array), allow_pickle=False)
+            write_member(archive, index, array)
+
+
+def write_member(archive: zipfile.ZipFile, key: int, array: np.ndarray) -> None:
+    """Write ``array`` as member "<key>.npy" of an uncompressed archive open for writing.
+
+    Readers find arrays by key, not by position in the file, so keys may be written in any order.
+    """
+    with archive.open(f"{key}.npy", "w", force_zip64=True) as stream:
+        npy.write_array(stream, np.asanyarray(array), allow_pickle=False)
 
 
 def write_npz_slices(path: str | Path, arrays: Iterable[tuple[ArraySpec, Iterable[np.ndarray]]]) -> None:

@@ -47,9 +47,13 @@ class ServerOptimizer(ABC):
         """The value every element of ``state`` starts at."""
 
     @abstractmethod
-    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        """``state`` after this round from its previous value and Delta (blocks in the state's dtype)."""
+    def update(self, state: str, old: np.ndarray, delta: np.ndarray) -> None:
+        """Overwrite ``old``, the previous value of ``state``, with its value after this round.
+
+        Blocks in the state's dtype; ``delta`` is left as it is. In place: the block is the new
+        state's own buffer, so the step makes fewer block-sized temporaries and copies.
+        """
 
     @abstractmethod
     def step(self, new: dict[str, np.ndarray]) -> np.ndarray:
-        """What is added to the global model, from the states after this round."""
+        """What is added to the global model (a new array), from the states after this round."""

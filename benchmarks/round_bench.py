@@ -187,7 +187,8 @@ def expected_shift(config: Config) -> list[float]:
     state = {name: np.array([optimizer.initial(name)]) for name in optimizer.states}
     steps = []
     for _ in range(config.rounds):
-        state = {name: optimizer.update(name, state[name], np.array([1.0])) for name in optimizer.states}
+        for name in optimizer.states:
+            optimizer.update(name, state[name], np.array([1.0]))  # in place
         steps.append(float(optimizer.step(state)[0]))
     return steps
 

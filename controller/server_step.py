@@ -8,7 +8,6 @@ session continued from that model, or a resumed one, continues it). The state is
 repository as ``<model id>.<optimizer>.state`` and named by the Model record (optimizer_state_id).
 """
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,23 +65,32 @@ def finish_model(
     """
     options = dp_options(config.aggregator_kwargs)
     optimizer = server_optimizer(config.aggregator, config.aggregator_kwargs)
-    with tempfile.TemporaryDirectory(prefix="scaleout-step-", dir=work_dir) as tmp:
-        mean = Path(tmp, "mean.npz")
-        repository.get_model_to_file(mean_id, mean)
+    with tempfile.TemporaryDirectory(prefix="scaleout-step-", dir=work_dir) as tmp_name:
+        tmp = Path(tmp_name)
+        mean = _local_file(repository, mean_id, tmp / "mean.npz")
         spent = None
         if options is not None and options.noise_multiplier > 0:
-            noisy = Path(tmp, "noisy.npz")
-            add_noise(mean, noisy, noise_std(options, updates), np.random.default_rng())
-            os.replace(noisy, mean)
+            add_noise(mean, tmp / "noisy.npz", noise_std(options, updates), np.random.default_rng())
+            mean = tmp / "noisy.npz"
             spent = epsilon(options.noise_multiplier, sampling_rates, options.delta)
         model_id = new_id()
         state = None
-        if optimizer is None:
-            repository.put_model(model_id, mean)
+        if optimizer is None:  # then the mean is noisy (needs_step), a file of ours in tmp
+            repository.put_model_moving(model_id, mean)
         else:
-            state = _step(repository, optimizer, parent, mean, model_id, Path(tmp))
+            state = _step(repository, optimizer, parent, mean, model_id, tmp)
     repository.delete_model(mean_id)
     return RoundModel(model_id, state, spent, sampling_rates[-1] if spent is not None else None)
+
+
+def _local_file(repository: ModelRepository, object_id: str, download: Path) -> Path:
+    """The object's file, read in place when the repository is local (a copy costs as much as the
+    step), else downloaded to ``download``."""
+    path = repository.model_path(object_id)
+    if path is None:
+        repository.get_model_to_file(object_id, download)
+        return download
+    return path
 
 
 def _step(
@@ -94,17 +102,17 @@ def _step(
     tmp: Path,
 ) -> str:
     """Step from the parent model and its state; store the model and its state; the state's id."""
-    parent_path = tmp / "parent.npz"
-    repository.get_model_to_file(parent.id, parent_path)
+    parent_path = _local_file(repository, parent.id, tmp / "parent.npz")
     old: Path | None = None
     if parent.optimizer_state_id == state_id(parent.id, optimizer):
-        old = tmp / "old-state.npz"
-        repository.get_model_to_file(parent.optimizer_state_id, old)
+        old = _local_file(repository, parent.optimizer_state_id, tmp / "old-state.npz")
         if not fits(optimizer, read_specs(parent_path), old):
             old = None  # the model's arrays changed shape: the optimizer starts afresh
     out, new_state = tmp / "model.npz", tmp / "state.npz"
     apply_server_step(optimizer, parent_path, mean, old, out, new_state)
     new_state_id = state_id(model_id, optimizer)
-    repository.put_model(new_state_id, new_state)  # the state first: a committed model always has it
-    repository.put_model(model_id, out)
+    # The state first: a committed model always has it. Moved in, not copied, when the repository is
+    # local and on the work directory's filesystem.
+    repository.put_model_moving(new_state_id, new_state)
+    repository.put_model_moving(model_id, out)
     return new_state_id

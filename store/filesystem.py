@@ -5,6 +5,7 @@ partial object under a real id (the statestore commits a model only after its by
 Temp names contain ``~``, which no valid id does, so they can never be mistaken for an object.
 """
 
+import errno
 import os
 import shutil
 import tempfile
@@ -83,6 +84,28 @@ class FileModelRepository(ModelRepository):
     def get_to_file(self, kind: Kind, object_id: str, path: str | Path) -> int:
         with self.open(kind, object_id) as stream:
             return write_atomically(Path(path), stream)
+
+    def local_path(self, kind: Kind, object_id: str) -> Path:
+        path = self._path(kind, object_id)
+        if not path.is_file():
+            raise self._not_found(kind, object_id)
+        return path
+
+    def put_moving(self, kind: Kind, object_id: str, path: Path) -> int:
+        """Rename the file in (fsynced first, as write_atomically does); copy it across filesystems."""
+        target = self._path(kind, object_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as stream:
+            os.fsync(stream.fileno())
+            size = os.fstat(stream.fileno()).st_size
+        try:
+            os.replace(path, target)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            return super().put_moving(kind, object_id, path)
+        _fsync_directory(target.parent)
+        return size
 
     def delete(self, kind: Kind, object_id: str) -> None:
         path = self._path(kind, object_id)

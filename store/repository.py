@@ -72,6 +72,20 @@ class ModelRepository(ABC):
         """Every stored object of this kind, in no particular order (paged: never all in memory);
         objects still being written are not listed."""
 
+    def local_path(self, kind: Kind, object_id: str) -> Path | None:
+        """The object's file when it is on this machine, to read in place instead of copying it;
+        None when the repository is remote. Do not modify or remove the file."""
+        return None
+
+    def put_moving(self, kind: Kind, object_id: str, path: Path) -> int:
+        """Store the file at ``path``, which the caller gives up; return its size.
+
+        A local repository moves it in (no copy of the bytes); others upload it, then delete it.
+        """
+        size = self.put(kind, object_id, path)
+        path.unlink()
+        return size
+
     # The named operations the rest of the system calls.
     def put_model(self, model_id: str, source: Source) -> int:
         return self.put("models", model_id, source)
@@ -81,6 +95,12 @@ class ModelRepository(ABC):
 
     def get_model_to_file(self, model_id: str, path: str | Path) -> int:
         return self.get_to_file("models", model_id, path)
+
+    def model_path(self, model_id: str) -> Path | None:
+        return self.local_path("models", model_id)
+
+    def put_model_moving(self, model_id: str, path: Path) -> int:
+        return self.put_moving("models", model_id, path)
 
     def delete_model(self, model_id: str) -> None:
         self.delete("models", model_id)

@@ -1,12 +1,20 @@
 """Updates are read a slice at a time: checking or folding a large update allocates a few MiB."""
 
+import itertools
 import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
-from scaleout.aggregation.npzfile import SLICE_BYTES, ArraySpec, read_specs, write_npz, write_npz_slices
+from scaleout.aggregation.npzfile import (
+    SLICE_BYTES,
+    ArraySpec,
+    TrustedArrays,
+    read_specs,
+    write_npz,
+    write_npz_slices,
+)
 from scaleout.combiner.updates import UpdateRejected, check_arrays
 
 
@@ -57,3 +65,36 @@ def test_arrays_written_in_slices_are_byte_for_byte_what_np_savez_writes(tmp_pat
     with zipfile.ZipFile(tmp_path / "ours.npz") as ours, zipfile.ZipFile(tmp_path / "ref.npz") as ref:
         for i in range(len(arrays)):
             assert ours.read(f"{i}.npy") == ref.read(f"arr_{i}.npy")  # header included
+
+
+def _ranges_equal(path, arrays):
+    """Every array read back from TrustedArrays in three uneven ranges, out of order."""
+    with TrustedArrays(path) as trusted:
+        assert [(s.shape, s.dtype) for s in trusted.specs] == [(a.shape, a.dtype) for a in arrays]
+        for index in reversed(range(len(arrays))):
+            flat = np.ascontiguousarray(arrays[index]).reshape(-1)
+            cut = [0, 1, flat.size // 2, flat.size]
+            for start, stop in reversed(list(itertools.pairwise(cut))):
+                np.testing.assert_array_equal(trusted.read(index, start, stop - start), flat[start:stop])
+
+
+def test_trusted_arrays_read_any_range_of_a_stored_model(tmp_path):
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(5, dtype=np.int64), np.ones(7)]
+    write_npz(tmp_path / "m.npz", arrays)
+    _ranges_equal(tmp_path / "m.npz", arrays)
+
+
+def test_trusted_arrays_read_compressed_and_fortran_order_members_through_zipfile(tmp_path):
+    transposed = np.arange(12, dtype=np.float32).reshape(3, 4).T  # stored in Fortran order
+    arrays = [transposed, np.arange(6, dtype=np.float64)]
+    np.savez(tmp_path / "fortran.npz", **{str(i): a for i, a in enumerate(arrays)})
+    np.savez_compressed(tmp_path / "compressed.npz", **{str(i): a for i, a in enumerate(arrays)})
+    _ranges_equal(tmp_path / "fortran.npz", arrays)
+    _ranges_equal(tmp_path / "compressed.npz", arrays)
+
+
+def test_trusted_arrays_refuse_a_range_past_the_array(tmp_path):
+    write_npz(tmp_path / "m.npz", [np.ones(100, dtype=np.float32)])
+    with TrustedArrays(tmp_path / "m.npz") as trusted, pytest.raises(ValueError) as raised:
+        trusted.read(0, 90, 20)
+    assert str(raised.value) == "array 0 has 100 elements, not 90..110"

@@ -165,6 +165,29 @@ def test_get_to_file_replaces_an_existing_file(backend: Backend, tmp_path: Path)
     assert target.read_bytes() == PatternStream(1_000).read()
 
 
+def test_put_moving_stores_the_file_and_takes_it_away(backend: Backend, tmp_path: Path) -> None:
+    data = os.urandom(MULTIPART_SIZE)
+    source = tmp_path / "state.npz"
+    source.write_bytes(data)
+
+    assert backend.repository.put_model_moving("m", source) == len(data)
+
+    assert not source.exists()
+    assert read_all_sha256(backend.repository, "m") == hashlib.sha256(data).hexdigest()
+    assert backend.stored_names() == ["models/m"]
+
+
+def test_a_model_path_is_none_or_the_stored_bytes(backend: Backend) -> None:
+    backend.repository.put_model("m", PatternStream(1_000))
+
+    path = backend.repository.model_path("m")
+
+    if backend.name == "s3":
+        assert path is None  # remote: read through open_model or get_model_to_file
+    else:
+        assert path is not None and path.read_bytes() == PatternStream(1_000).read()
+
+
 def test_exists_size_and_delete(backend: Backend) -> None:
     repository = backend.repository
     assert not repository.model_exists("m")
@@ -189,6 +212,7 @@ def test_missing_objects_raise_not_found_naming_kind_id_and_repository(
         (lambda: repository.model_size("absent"), model_message),
         (lambda: repository.delete_model("absent"), model_message),
         (lambda: repository.get_model_to_file("absent", tmp_path / "out"), model_message),
+        *([] if backend.name == "s3" else [(lambda: repository.model_path("absent"), model_message)]),
         (lambda: repository.open_package("absent"), package_message),
         (lambda: repository.package_size("absent"), package_message),
         (lambda: repository.delete_package("absent"), package_message),
