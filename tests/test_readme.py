@@ -12,6 +12,8 @@ from scaleout.cli.main import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / "README.md").read_text()
+# That subsection shows the official Scaleout Edge client's own CLI (also named `scaleout`), not ours.
+VENDOR_SECTION = re.compile(r"^### The official Scaleout Edge client\n.*?(?=^##)", re.DOTALL | re.MULTILINE)
 SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 INLINE = re.compile(r"(?<!`)`((?:\.venv/bin/)?scaleout [a-z][^`]*)`")
 
@@ -19,8 +21,10 @@ INLINE = re.compile(r"(?<!`)`((?:\.venv/bin/)?scaleout [a-z][^`]*)`")
 def scaleout_lines() -> list[str]:
     """Each `scaleout …` command in the README: in its bash blocks (continuation lines joined, comments
     cut) and in its inline code."""
-    lines = [command.removeprefix(".venv/bin/") for command in INLINE.findall(README)]
-    for block in SHELL_BLOCK.findall(README):
+    ours = VENDOR_SECTION.sub("", README)
+    assert len(ours) < len(README), "the official client's subsection is gone: update VENDOR_SECTION"
+    lines = [command.removeprefix(".venv/bin/") for command in INLINE.findall(ours)]
+    for block in SHELL_BLOCK.findall(ours):
         for line in block.replace("\\\n", " ").splitlines():
             command = line.split(" #")[0].strip()
             if re.match(r"^(\.venv/bin/)?scaleout ", command):
