@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
+from scaleout.roles import ENTITY_FAMILIES
 from scaleout.store.statestore import Repository, Statestore
 
 # Bounds from a local SQLite write (~0.1 ms) to a MongoDB across a slow link (seconds).
@@ -22,17 +23,7 @@ STATESTORE_SECONDS = Histogram(
     ["entity", "operation"],
     buckets=LATENCY_BUCKETS,
 )
-ENTITIES = (
-    "sessions",
-    "rounds",
-    "models",
-    "validations",
-    "clients",
-    "combiners",
-    "packages",
-    "events",
-    "credentials",
-)
+ENTITIES = (*ENTITY_FAMILIES, "credentials")  # every repository of the statestore
 
 
 class _TimedRepository:
