@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from dp_accounting import dp_event, rdp
 
 from scaleout.aggregation.blocks import cast
 from scaleout.aggregation.npzfile import ArraySpec, NpzReader, read_specs, write_npz_slices
@@ -61,6 +60,10 @@ def _noisy(
 
 def epsilon(noise_multiplier: float, sampling_rates: Sequence[float], delta: float) -> float:
     """epsilon spent by rounds with these sampling rates, at ``delta`` (RDP accountant)."""
+    # Imported here, not at the top: dp_accounting (with scipy and absl) adds ~80 MB to every process
+    # that imports this module, the combiner and the API included, though only DP sessions need it.
+    from dp_accounting import dp_event, rdp
+
     accountant = rdp.RdpAccountant()
     for q in sampling_rates:
         accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(noise_multiplier)))
