@@ -485,3 +485,91 @@ class CombinerInfo(_message.Message):
     name: str
     clients: _containers.RepeatedCompositeFieldContainer[ConnectedClient]
     def __init__(self, name: _Optional[str] = ..., clients: _Optional[_Iterable[_Union[ConnectedClient, _Mapping]]] = ...) -> None: ...
+
+class AsyncConfig(_message.Message):
+    __slots__ = ("session_id", "model_id", "version", "max_concurrency", "staleness", "staleness_exponent", "max_staleness", "task_timeout", "helper", "client_settings", "max_update_norm", "clip_updates")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_EXPONENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_FIELD_NUMBER: _ClassVar[int]
+    TASK_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    HELPER_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPDATE_NORM_FIELD_NUMBER: _ClassVar[int]
+    CLIP_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    model_id: str
+    version: int
+    max_concurrency: int
+    staleness: str
+    staleness_exponent: float
+    max_staleness: int
+    task_timeout: float
+    helper: str
+    client_settings: str
+    max_update_norm: float
+    clip_updates: bool
+    def __init__(self, session_id: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., staleness: _Optional[str] = ..., staleness_exponent: _Optional[float] = ..., max_staleness: _Optional[int] = ..., task_timeout: _Optional[float] = ..., helper: _Optional[str] = ..., client_settings: _Optional[str] = ..., max_update_norm: _Optional[float] = ..., clip_updates: _Optional[bool] = ...) -> None: ...
+
+class NewVersion(_message.Message):
+    __slots__ = ("model_id", "version")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    version: int
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class FlushBuffer(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class AsyncCommand(_message.Message):
+    __slots__ = ("start", "flush", "version")
+    START_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    start: AsyncConfig
+    flush: FlushBuffer
+    version: NewVersion
+    def __init__(self, start: _Optional[_Union[AsyncConfig, _Mapping]] = ..., flush: _Optional[_Union[FlushBuffer, _Mapping]] = ..., version: _Optional[_Union[NewVersion, _Mapping]] = ...) -> None: ...
+
+class FoldedUpdate(_message.Message):
+    __slots__ = ("client", "base_version", "staleness", "staleness_weight")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    client: ClientResult
+    base_version: int
+    staleness: int
+    staleness_weight: float
+    def __init__(self, client: _Optional[_Union[ClientResult, _Mapping]] = ..., base_version: _Optional[int] = ..., staleness: _Optional[int] = ..., staleness_weight: _Optional[float] = ...) -> None: ...
+
+class BufferFlushed(_message.Message):
+    __slots__ = ("version", "model_id", "num_examples", "updates")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    model_id: str
+    num_examples: int
+    updates: _containers.RepeatedCompositeFieldContainer[FoldedUpdate]
+    def __init__(self, version: _Optional[int] = ..., model_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., updates: _Optional[_Iterable[_Union[FoldedUpdate, _Mapping]]] = ...) -> None: ...
+
+class AsyncEvent(_message.Message):
+    __slots__ = ("folded", "rejected", "flushed", "progress")
+    FOLDED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    FLUSHED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    folded: FoldedUpdate
+    rejected: RejectedUpdate
+    flushed: BufferFlushed
+    progress: RoundProgress
+    def __init__(self, folded: _Optional[_Union[FoldedUpdate, _Mapping]] = ..., rejected: _Optional[_Union[RejectedUpdate, _Mapping]] = ..., flushed: _Optional[_Union[BufferFlushed, _Mapping]] = ..., progress: _Optional[_Union[RoundProgress, _Mapping]] = ...) -> None: ...

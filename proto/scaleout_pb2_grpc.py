@@ -791,6 +791,11 @@ class ControlStub:
                 request_serializer=scaleout_dot_proto_dot_scaleout__pb2.RoundConfig.SerializeToString,
                 response_deserializer=scaleout_dot_proto_dot_scaleout__pb2.RoundEvent.FromString,
                 _registered_method=True)
+        self.RunAsync = channel.stream_stream(
+                '/scaleout.Control/RunAsync',
+                request_serializer=scaleout_dot_proto_dot_scaleout__pb2.AsyncCommand.SerializeToString,
+                response_deserializer=scaleout_dot_proto_dot_scaleout__pb2.AsyncEvent.FromString,
+                _registered_method=True)
         self.StartValidation = channel.unary_stream(
                 '/scaleout.Control/StartValidation',
                 request_serializer=scaleout_dot_proto_dot_scaleout__pb2.ValidationConfig.SerializeToString,
@@ -807,6 +812,12 @@ class ControlServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartRound(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunAsync(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -831,6 +842,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.StartRound,
                     request_deserializer=scaleout_dot_proto_dot_scaleout__pb2.RoundConfig.FromString,
                     response_serializer=scaleout_dot_proto_dot_scaleout__pb2.RoundEvent.SerializeToString,
+            ),
+            'RunAsync': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunAsync,
+                    request_deserializer=scaleout_dot_proto_dot_scaleout__pb2.AsyncCommand.FromString,
+                    response_serializer=scaleout_dot_proto_dot_scaleout__pb2.AsyncEvent.SerializeToString,
             ),
             'StartValidation': grpc.unary_stream_rpc_method_handler(
                     servicer.StartValidation,
@@ -870,6 +886,33 @@ class Control:
             '/scaleout.Control/StartRound',
             scaleout_dot_proto_dot_scaleout__pb2.RoundConfig.SerializeToString,
             scaleout_dot_proto_dot_scaleout__pb2.RoundEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAsync(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/scaleout.Control/RunAsync',
+            scaleout_dot_proto_dot_scaleout__pb2.AsyncCommand.SerializeToString,
+            scaleout_dot_proto_dot_scaleout__pb2.AsyncEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -171,6 +171,7 @@ RPC_RULES: dict[str, Rule] = {
     # make real clients train.
     f"{CONTROL}StartRound": Rule(frozenset({Role.CONTROLLER})),
     f"{CONTROL}StartValidation": Rule(frozenset({Role.CONTROLLER})),
+    f"{CONTROL}RunAsync": Rule(frozenset({Role.CONTROLLER})),
     # Who is connected: the controller, and operators' `scaleout combiner health`.
     f"{CONTROL}Info": Rule(frozenset({Role.CONTROLLER, Role.ADMIN})),
     # The standard health service: probes (Kubernetes, load balancers) carry no credential, and it

@@ -20,6 +20,13 @@ MAX_CLIENT_SETTINGS_BYTES = 64 * 1024  # JSON sent with every train task
 MAX_AGGREGATOR_KWARGS = 64
 MAX_NAME_CHARS = 200
 
+# Asynchronous (FedBuff) sessions: SessionConfig.mode "async".
+MODES = ("sync", "async")
+STALENESS = ("constant", "polynomial")  # s(tau) = 1, or (1 + tau) ** -staleness_exponent
+MAX_STALENESS_EXPONENT = 10.0
+MAX_SERVER_LR = 1e6
+DEFAULT_ASYNC_BUFFER_SIZE = 10  # updates per server step when buffer_size is unset (the paper's K)
+
 
 def short(value: object, limit: int = 80) -> str:
     """repr of a value cut to ``limit`` characters, so an error never echoes a large input back."""

@@ -136,11 +136,65 @@ class SessionConfig(BaseModel):
     clip_updates: bool = Field(
         False, description="scale an update over max_update_norm down to it instead of rejecting it"
     )
+    # Asynchronous sessions (FedBuff, Nguyen et al. AISTATS 2022); ignored in sync mode except mode.
+    mode: str = Field(
+        "sync",
+        description='"sync": rounds wait for their clients; "async": clients train on the latest '
+        "version all the time and every buffer_size updates make a new version",
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, le=rules.MAX_CLIENTS, description="async: clients training at once; None: every client"
+    )
+    staleness: str = Field(
+        "polynomial",
+        description='async: weight of an update tau versions stale: "constant" 1, '
+        '"polynomial" (1 + tau) ** -staleness_exponent',
+    )
+    staleness_exponent: float = Field(
+        0.5, ge=0, le=rules.MAX_STALENESS_EXPONENT, allow_inf_nan=False, description="async: see staleness"
+    )
+    max_staleness: int | None = Field(
+        None, ge=0, le=rules.MAX_ROUNDS, description="async: reject updates staler than this; None: no bound"
+    )
+    max_versions: int | None = Field(
+        None, ge=1, le=rules.MAX_ROUNDS, description="async: stop after this many server steps"
+    )
+    max_duration: float | None = Field(
+        None,
+        gt=0,
+        le=rules.MAX_ROUND_TIMEOUT,
+        allow_inf_nan=False,
+        description="async: stop after this many seconds of training",
+    )
+    server_lr: float = Field(
+        1.0,
+        gt=0,
+        le=rules.MAX_SERVER_LR,
+        allow_inf_nan=False,
+        description="async with fedavg: the new version is x + server_lr * the buffer's mean delta",
+    )
+    validate_every: int = Field(
+        1, ge=1, le=rules.MAX_ROUNDS, description="async: validate every this many versions"
+    )
 
     @field_validator("aggregator")
     @classmethod
     def _known_aggregator(cls, value: str) -> str:
         if error := rules.name_error(value, rules.AGGREGATORS, "aggregator"):
+            raise ValueError(error)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if error := rules.name_error(value, rules.MODES, "mode"):
+            raise ValueError(error)
+        return value
+
+    @field_validator("staleness")
+    @classmethod
+    def _known_staleness(cls, value: str) -> str:
+        if error := rules.name_error(value, rules.STALENESS, "staleness function"):
             raise ValueError(error)
         return value
 
@@ -181,6 +235,8 @@ class SessionConfig(BaseModel):
                 f"requested_clients ({self.requested_clients}) is below min_clients ({self.min_clients}): "
                 "no round could succeed"
             )
+        if self.mode == "async" and self.max_versions is None and self.max_duration is None:
+            raise ValueError("an async session needs max_versions or max_duration (or both) to end")
         return self
 
 
@@ -217,6 +273,13 @@ class ClientRoundResult(BaseModel):
     delivery: str = Field(
         "", description='how its train task reached it: "stream" (TaskStream) or "poll" (PollAndReportAsync)'
     )
+    base_version: int | None = Field(
+        None, description="async: the version the client trained from (0 is the session's start model)"
+    )
+    staleness: int | None = Field(
+        None, description="async: versions committed between its base version and its fold"
+    )
+    staleness_weight: float | None = Field(None, description="async: s(staleness), the delta's weight factor")
 
 
 class CombinerRoundResult(BaseModel):
