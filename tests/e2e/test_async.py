@@ -159,6 +159,9 @@ def test_a_killed_api_resumes_the_async_session_with_consistent_versions(fed: Fe
         mode="async", max_versions=8, buffer_size=2, round_timeout=60, validate=False
     )
     wait_until(lambda: fed.api.get_session(session_id)["rounds_done"] >= 2, 120, "version 2 to commit")
+    live = fed.api.get_session_progress(session_id)
+    assert (live["mode"], live["buffer_size"], list(live["combiners"])) == ("async", 2, ["combiner"])
+    assert live["version"] >= 2 and live["buffer_fill"] >= 0 and 0 <= live["in_flight"] <= 2
 
     fed.processes["api"].kill()
     fed.start_api()
