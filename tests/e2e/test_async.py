@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.federation import Federation, federation, make_package, wait_until
-from tests.e2e.test_federation import ENV, SEED, global_model, helper, rounds_of, start_clients
+from tests.e2e.test_federation import ENV, SEED, VALIDATE, global_model, helper, rounds_of, start_clients
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -48,7 +48,7 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
 
 
 def seeded(fed: Federation) -> str:
-    fed.api.set_active_package(make_package(fed.root, TRAIN))
+    fed.api.set_active_package(make_package(fed.root, TRAIN, VALIDATE))
     helper.save(SEED, str(fed.root / "seed.npz"))
     return fed.api.set_active_model(fed.root / "seed.npz")
 
@@ -191,7 +191,9 @@ def test_two_combiners_fold_into_one_consistent_trail_of_versions(fed: Federatio
     k = {f"client-{i}": float(s["E2E_K"]) for i, s in enumerate(specs)}
 
     session = fed.api.wait_for_session(
-        fed.api.start_session(mode="async", max_versions=6, buffer_size=3, round_timeout=120, validate=False),
+        fed.api.start_session(
+            mode="async", max_versions=6, buffer_size=3, round_timeout=120, validate_every=2
+        ),
         240,
     )
 
@@ -205,3 +207,14 @@ def test_two_combiners_fold_into_one_consistent_trail_of_versions(fed: Federatio
         assert sum(c["num_examples"] for c in record["combiners"]) == sum(
             c["num_examples"] for c in record["clients"]
         )
+    # every second version is validated by the clients of both combiners, while training goes on;
+    # its metric is the mean of the version's first array: the seed's zeros plus the version's shift
+    events = fed.api.list_entities("events", session_id=session["id"])["result"]
+    skipped = {e["round_id"] for e in events if e["type"] == "validation_skipped"}
+    due = {r["id"]: r for r in records if (r["index"] + 1) % 2 == 0 and r["id"] not in skipped}
+    validations = fed.api.get_validations(session_id=session["id"])["result"]
+    assert {v["round_id"] for v in validations} == set(due) and len(validations) == 4 * len(due)
+    for v in validations:
+        expected = float(np.mean(global_model(fed, due[v["round_id"]]["model_id"])[0]))
+        assert v["metrics"]["mean"] == pytest.approx(expected, abs=1e-6)
+        assert v["model_id"] == due[v["round_id"]]["model_id"]
