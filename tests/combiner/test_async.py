@@ -139,26 +139,28 @@ async def test_max_concurrency_bounds_tasks_in_flight_and_idle_clients_take_turn
 
 
 async def test_a_hung_client_loses_its_slot_after_task_timeout_and_another_gets_work(tmp_path):
+    # task_timeout bounds b's task too: long enough for b to answer on a loaded machine.
     async with (
         running_combiner(tmp_path) as combiner,
         clients(combiner, "a", "b") as (a, b),
         async_controller(combiner) as ctl,
     ):
-        await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=0.3)
+        await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=2.0)
         hung = await a.next_task()  # a never answers in time
         task_b = await b.next_task()  # a's slot went to b after task_timeout
+        assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
         await ctl.until(lambda: "timeout" in ctl.stages())
         (timeout,) = [p for p in ctl.progress if p.stage == "timeout"]
         assert timeout.client_id == "a"
-        assert timeout.message == (
-            "1 task(s) timed out after 0.3 s (task_timeout), their slots went to idle clients: a"
+        assert (
+            timeout.message
+            == "1 task(s) timed out after 2 s (task_timeout), their slots went to idle clients: a"
         )
         late = await a.train(hung, moved(SEED, 1), 1)
         assert late == (
-            f"rejected: task {hung.correlation_id} timed out after 0.3 s (task_timeout) before its update "
+            f"rejected: task {hung.correlation_id} timed out after 2 s (task_timeout) before its update "
             "arrived and its slot went to another client (stale update); not averaged"
         )
-        assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
         flushed = await ctl.flush(1)
         assert [u.client.client_id for u in flushed.updates] == ["b"] and flushed.num_examples == 2
 
@@ -169,11 +171,10 @@ async def test_the_only_client_gets_a_new_task_after_a_timeout(tmp_path):
         clients(combiner, "a") as (a,),
         async_controller(combiner) as ctl,
     ):
-        await ctl.start(put_seed(combiner, SEED), task_timeout=0.3)
-        first = await a.next_task()
-        second = await a.next_task()  # after the timeout, to the same client: a new round id supersedes
-        assert second.correlation_id != first.correlation_id and second.round_id != first.round_id
-        assert await a.train(second, moved(SEED, 1), 1) == "accepted"
+        await ctl.start(put_seed(combiner, SEED), task_timeout=0.5)
+        first, second = await a.next_task(), await a.next_task()  # the second after a timeout
+        assert second.correlation_id != first.correlation_id
+        assert second.round_id != first.round_id  # so that the new task supersedes at the client
 
 
 async def test_a_client_that_disconnects_frees_its_slot(tmp_path):
