@@ -128,6 +128,11 @@ def async_config_error(config: pb.AsyncConfig) -> str | None:
 
 
 def _client_settings_error(text: str) -> str | None:
+    if len(text) > rules.MAX_CLIENT_SETTINGS_BYTES:
+        return (
+            f"AsyncConfig.client_settings is {len(text)} bytes of JSON, more than "
+            f"{rules.MAX_CLIENT_SETTINGS_BYTES}; it goes with every train task: pass data by reference"
+        )
     try:
         settings = json.loads(text) if text else {}
     except ValueError as error:

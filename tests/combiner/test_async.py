@@ -2,6 +2,7 @@
 clients speaking the real proto to a real combiner."""
 
 import asyncio
+import json
 
 import grpc
 import numpy as np
@@ -103,7 +104,7 @@ async def test_update_staler_than_max_staleness_is_rejected_naming_both_versions
             put_seed(combiner, moved(SEED, 1)),
             put_seed(combiner, moved(SEED, 1)),
         ]
-        await ctl.start(ids[0], max_staleness=1)
+        await ctl.start(ids[0], max_staleness=1, client_settings='{"epochs": 3}')
         task = await a.next_task()
         await ctl.new_version(1, ids[1])
         await ctl.new_version(2, ids[2])
@@ -117,6 +118,12 @@ async def test_update_staler_than_max_staleness_is_rejected_naming_both_versions
         assert rejection_reason(reason) == "stale"  # the label of scaleout_combiner_updates_rejected
         retry = await a.next_task()  # the rejection freed a's slot: a new task on the latest version
         assert retry.model_id == ids[2] and retry.round_id.startswith("async-v2-")
+        assert json.loads(retry.data) == {
+            "round_index": 2,
+            "version": 2,
+            "helper": "numpyhelper",
+            "client_settings": {"epochs": 3},
+        }
         assert await a.train(retry, moved(load_model(combiner, ids[2], tmp_path), 1), 3) == "accepted"
         flushed = await ctl.flush(3)
         assert flushed.num_examples == 3 and [u.staleness for u in flushed.updates] == [0]
@@ -317,6 +324,10 @@ async def test_tasks_published_are_reported_in_one_progress_event(tmp_path):
         ({"max_update_norm": -1.0}, "AsyncConfig.max_update_norm must be > 0"),
         ({"client_settings": "[1, 2]"}, "AsyncConfig.client_settings must be a JSON object"),
         ({"client_settings": "{"}, "AsyncConfig.client_settings is not JSON: "),
+        (
+            {"client_settings": '{"a": "' + "x" * 70_000 + '"}'},
+            "AsyncConfig.client_settings is 70009 bytes of JSON, more than 65536",
+        ),
     ],
 )
 async def test_a_config_error_is_invalid_argument_naming_the_field(tmp_path, config, message):
