@@ -63,7 +63,7 @@ from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, make_task
-from scaleout.combiner.updates import UpdateRejected, check_arrays, parse_meta
+from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, parse_meta, rejected
 from scaleout.errors import InvalidId, NotFound
 from scaleout.logs import set_log_ids
 from scaleout.proto import scaleout_pb2 as pb
@@ -73,7 +73,6 @@ from scaleout.store.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = "accepted"  # the answer rounds.py gives too
 ASYNC_ROUND_PREFIX = "async-v"  # the round id of every async task starts so: its late updates come here
 START_TIMEOUT = 60.0  # seconds RunAsync waits for its first command
 
@@ -97,10 +96,6 @@ STALENESS = Histogram(
 FLUSHES = Counter(
     "scaleout_combiner_async_flushes", "Async buffers flushed as partial models, by content.", ["buffer"]
 )
-
-
-def rejected(reason: str) -> str:
-    return f"rejected: {reason}"
 
 
 def async_config_error(config: pb.AsyncConfig) -> str | None:
@@ -133,6 +128,11 @@ def async_config_error(config: pb.AsyncConfig) -> str | None:
 
 
 def _client_settings_error(text: str) -> str | None:
+    if len(text) > rules.MAX_CLIENT_SETTINGS_BYTES:
+        return (
+            f"AsyncConfig.client_settings is {len(text)} bytes of JSON, more than "
+            f"{rules.MAX_CLIENT_SETTINGS_BYTES}; it goes with every train task: pass data by reference"
+        )
     try:
         settings = json.loads(text) if text else {}
     except ValueError as error:

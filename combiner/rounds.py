@@ -30,7 +30,7 @@ from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
 from scaleout.combiner.training import TrainingRound
-from scaleout.combiner.updates import UpdateRejected, check_arrays, parse_meta
+from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, parse_meta, rejected
 from scaleout.combiner.validations import ValidationRun
 from scaleout.errors import InvalidId, NotFound
 from scaleout.proto import scaleout_pb2 as pb
@@ -41,12 +41,7 @@ from scaleout.store.statestore import Statestore
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = "accepted"
 DEFAULT_MAX_NUM_EXAMPLES = 10**9  # per update; CombinerSettings.max_num_examples
-
-
-def rejected(reason: str) -> str:
-    return f"rejected: {reason}"
 
 
 class RoundHandler:
