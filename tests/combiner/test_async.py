@@ -553,3 +553,22 @@ async def test_metrics_count_tasks_flushes_and_the_staleness_of_folds(tmp_path):
     }
     flushed_after = REGISTRY.get_sample_value("scaleout_combiner_async_flushes_total", {"buffer": "updates"})
     assert flushed_after - flushed_before == 1
+
+
+async def test_a_validation_overlaps_an_async_session(tmp_path):
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        controller(combiner) as validator,
+        async_controller(combiner) as ctl,
+    ):
+        seed_id = put_seed(combiner, SEED)
+        await ctl.start(seed_id)
+        train = await a.next_task()
+        validation = validator.start_validation(model_id=seed_id, round_id="v1")
+        validate = await a.next_task()
+        assert validate.type == "Scaleout_Validation"
+        assert await a.validate(validate, {"accuracy": 0.5}) == "accepted"
+        assert (await asyncio.wait_for(validation, WAIT)).validations == 1
+        assert await a.train(train, moved(SEED, 1), 1) == "accepted"
+        assert len((await ctl.flush(1)).updates) == 1
