@@ -286,6 +286,8 @@ class FedBuff:
             raise AsyncRunError(
                 _INVALID, f"AsyncConfig.model_id {run.model_id} is not a readable npz model: {error}"
             ) from None
+        if run.closed:  # superseded while staging: its events say so
+            return
         self._hold(run, run.version, run.model_id)
         run.buffer = DeltaBuffer(run.specs)
         run.ready = True
