@@ -553,6 +553,7 @@ class FedBuff:
             f"task {task.correlation_id} timed out after {timeout:g} s (task_timeout) before its update "
             "arrived and its slot went to another client (stale update); not averaged"
         )
+        self._spool.discard_client(task.client_id)  # an upload without its ModelUpdate: never folded now
         self._settle(run, task, reason)
 
     def _stream_opened(self, client_id: str) -> None:
@@ -575,6 +576,7 @@ class FedBuff:
             f"client {client_id} left with task {task.correlation_id} in flight: its task stream closed; "
             "not averaged (stale update)"
         )
+        self._spool.discard_client(client_id)
         self._settle(run, task, reason, gone=True)
 
     # -- client reports ------------------------------------------------------------------------

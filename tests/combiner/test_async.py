@@ -15,7 +15,16 @@ from scaleout.combiner.metrics import rejection_reason
 from scaleout.proto import scaleout_pb2 as pb
 from tests.client.doubles import NUM_EXAMPLES, ApiDouble, assigned, make_package, serving
 from tests.combiner.async_driver import async_controller
-from tests.combiner.driver import WAIT, address, clients, controller, load_model, put_seed, running_combiner
+from tests.combiner.driver import (
+    WAIT,
+    address,
+    clients,
+    controller,
+    load_model,
+    npz_bytes,
+    put_seed,
+    running_combiner,
+)
 from tests.combiner.test_official_rpcs import Poller
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -162,8 +171,11 @@ async def test_a_hung_client_loses_its_slot_after_task_timeout_and_another_gets_
     ):
         timeouts = REGISTRY.get_sample_value("scaleout_combiner_async_task_timeouts_total") or 0
         await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=2.0)
-        hung = await a.next_task()  # a never answers in time
+        hung = await a.next_task()  # a uploads but never sends its update
+        await a.upload(npz_bytes(moved(SEED, 1)))
+        assert len(list((tmp_path / "work" / "updates").iterdir())) == 1
         task_b = await b.next_task()  # a's slot went to b after task_timeout
+        assert list((tmp_path / "work" / "updates").iterdir()) == []  # a's upload went with its task
         assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
         await ctl.until(lambda: "timeout" in ctl.stages())
         (timeout,) = [p for p in ctl.progress if p.stage == "timeout"]
