@@ -5,7 +5,8 @@ it arrives, and ends on the first of: every selected client reported; ``buffer_s
 accepted; ``round_timeout`` (ok with at least ``min_clients`` updates, else failed). It waits on the
 round's ``done`` event under ``asyncio.wait_for``: no polling. The aggregate goes to the model
 repository under a new id before the result names it. Failures are results, not gRPC errors.
-One training round runs at a time; validations may overlap it.
+One training round runs at a time, and none while an async session runs (combiner/fedbuff.py, which
+takes the updates of its own tasks); validations may overlap either.
 """
 
 import asyncio

@@ -9,14 +9,27 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from scaleout.client.edge import EdgeClient
+from scaleout.client.settings import ClientSettings
 from scaleout.combiner.metrics import rejection_reason
 from scaleout.proto import scaleout_pb2 as pb
+from tests.client.doubles import NUM_EXAMPLES, ApiDouble, assigned, make_package, serving
 from tests.combiner.async_driver import async_controller
-from tests.combiner.driver import WAIT, address, clients, controller, load_model, put_seed, running_combiner
+from tests.combiner.driver import (
+    WAIT,
+    address,
+    clients,
+    controller,
+    load_model,
+    npz_bytes,
+    put_seed,
+    running_combiner,
+)
 from tests.combiner.test_official_rpcs import Poller
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
+EDGE_WAIT = 60.0  # real clients run their train entry point in a subprocess
 RNG = np.random.default_rng(16)
 SEED = [RNG.standard_normal((3, 4)).astype(np.float32), RNG.standard_normal(5)]
 
@@ -158,8 +171,11 @@ async def test_a_hung_client_loses_its_slot_after_task_timeout_and_another_gets_
     ):
         timeouts = REGISTRY.get_sample_value("scaleout_combiner_async_task_timeouts_total") or 0
         await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=2.0)
-        hung = await a.next_task()  # a never answers in time
+        hung = await a.next_task()  # a uploads but never sends its update
+        await a.upload(npz_bytes(moved(SEED, 1)))
+        assert len(list((tmp_path / "work" / "updates").iterdir())) == 1
         task_b = await b.next_task()  # a's slot went to b after task_timeout
+        assert list((tmp_path / "work" / "updates").iterdir()) == []  # a's upload went with its task
         assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
         await ctl.until(lambda: "timeout" in ctl.stages())
         (timeout,) = [p for p in ctl.progress if p.stage == "timeout"]
@@ -553,3 +569,70 @@ async def test_metrics_count_tasks_flushes_and_the_staleness_of_folds(tmp_path):
     }
     flushed_after = REGISTRY.get_sample_value("scaleout_combiner_async_flushes_total", {"buffer": "updates"})
     assert flushed_after - flushed_before == 1
+
+
+async def test_a_validation_overlaps_an_async_session(tmp_path):
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        controller(combiner) as validator,
+        async_controller(combiner) as ctl,
+    ):
+        seed_id = put_seed(combiner, SEED)
+        await ctl.start(seed_id)
+        train = await a.next_task()
+        validation = validator.start_validation(model_id=seed_id, round_id="v1")
+        validate = await a.next_task()
+        assert validate.type == "Scaleout_Validation"
+        assert await a.validate(validate, {"accuracy": 0.5}) == "accepted"
+        assert (await asyncio.wait_for(validation, WAIT)).validations == 1
+        assert await a.train(train, moved(SEED, 1), 1) == "accepted"
+        assert len((await ctl.flush(1)).updates) == 1
+
+
+async def test_edge_clients_keep_training_on_the_latest_version(tmp_path):
+    """Real edge clients (scaleout.client, running the package's train entry point) in an async session:
+    each update's delta is exactly 1 (train writes IN + 1), so the partial is the mean of the staleness
+    weights the combiner reported, and each update trained from the version its task named."""
+    package = make_package(tmp_path / "pkg")
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1.5, -2.0])]
+    async with running_combiner(tmp_path) as combiner, async_controller(combiner) as ctl:
+        ids = [put_seed(combiner, weights), put_seed(combiner, [w + 5 for w in weights])]
+        with ApiDouble([assigned(combiner.port)]) as api:
+            edges = [
+                EdgeClient(
+                    ClientSettings(
+                        api_url=api.url,
+                        work_dir=tmp_path / name,
+                        client_id=name,
+                        name=name,
+                        local_package=package,
+                        backoff_initial=0.01,
+                        backoff_max=0.05,
+                    )
+                )
+                for name in ("e1", "e2")
+            ]
+            async with serving(edges[0]), serving(edges[1]):
+                await combiner.registry.wait_for(
+                    lambda: {"e1", "e2"} <= set(combiner.registry.streaming()), WAIT
+                )
+                await ctl.start(ids[0])
+                await ctl.until(lambda: len(ctl.folded) >= 1, timeout=EDGE_WAIT)
+                await ctl.new_version(1, ids[1])
+                await ctl.until(lambda: any(u.base_version == 1 for u in ctl.folded), timeout=EDGE_WAIT)
+                flushed = await ctl.flush(2)
+    updates = list(flushed.updates)
+    assert {u.client.client_id for u in updates} <= {
+        "e1",
+        "e2",
+    } and flushed.num_examples == NUM_EXAMPLES * len(updates)
+    for update in updates:
+        assert json.loads(update.client.meta) == {
+            "num_examples": NUM_EXAMPLES,
+            "round_index": update.base_version,
+        }
+        assert update.staleness_weight == pytest.approx((1 + update.staleness) ** -0.5)
+    mean_weight = sum(u.staleness_weight for u in updates) / len(updates)
+    for got in load_model(combiner, flushed.model_id, tmp_path):
+        np.testing.assert_allclose(got, mean_weight, rtol=0, atol=1e-6)
