@@ -5,8 +5,9 @@ one runs, when:
 
 - a train task of another round arrives: the combiner runs one training round at a time, so the
   round of the running task is over there and its answer would be refused as stale (a stuck entry
-  point or call of an old round must not hold every later round). A validate task never supersedes:
-  validations may overlap a training round at the combiner, so it waits for its turn;
+  point or call of an old round must not hold every later round). Only a train task is superseded,
+  and only a train task supersedes: validations may overlap training at the combiner (an async
+  session sends a client its next train task while it validates a version), so each waits its turn;
 - the connection the task came on closes: the combiner has dropped this client from that round,
   and the task's answer can no longer be sent on that connection.
 
@@ -58,11 +59,11 @@ class TaskLoop:
             report.add_done_callback(self._reports.discard)
 
     def submit(self, task: scaleout_pb2.TaskRequest, link: Link) -> None:
-        """Queue a task; a train task of another round supersedes the running task and queued train tasks."""
+        """Queue a task; a train task of another round supersedes the running and queued train tasks."""
         if task.type == TRAIN:
             newer = f"superseded by task {task.correlation_id} of round {task.round_id}"
             running = self._running
-            if running is not None and running.task.round_id != task.round_id:
+            if running is not None and running.task.type == TRAIN and running.task.round_id != task.round_id:
                 self._abandon(running, newer)
             for item in [i for i in self._pending if i[0].type == TRAIN and i[0].round_id != task.round_id]:
                 self._pending.remove(item)

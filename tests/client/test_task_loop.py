@@ -109,6 +109,53 @@ def test_a_validate_task_waits_for_the_running_train_task_instead_of_superseding
     run(scenario())
 
 
+GATED_VALIDATE_PY = """
+import os
+import sys
+from pathlib import Path
+from scaleoututil.helpers.helpers import get_helper, save_metrics
+
+here = Path(__file__).parent
+(here / "validate.pid").write_text(str(os.getpid()))
+(here / "vgate").read_text()  # a fifo: blocks until the test writes to it
+weights = get_helper("numpyhelper").load(sys.argv[1])
+save_metrics({"weight_sum": float(sum(w.sum() for w in weights))}, sys.argv[2])
+"""
+
+
+def test_a_train_task_waits_for_the_running_validation_instead_of_superseding_it(tmp_path: Path) -> None:
+    """An async session sends a client its next train task while it validates a version: the
+    validation must finish (and be reported), not be abandoned."""
+    package = make_package(tmp_path / "pkg")
+    (package / "validate.py").write_text(GATED_VALIDATE_PY, encoding="utf-8")
+    gate = package / "vgate"
+    os.mkfifo(gate)
+
+    async def scenario() -> None:
+        double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
+        server, port = await start_combiner(double)
+        try:
+            with ApiDouble([assigned(port)]) as api:
+                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
+                    await next_item(double.streams_opened, client, "the task stream")
+                    double.push(CLIENT_ID, validate_task(CLIENT_ID, "m0", correlation_id="validate"))
+                    async with asyncio.timeout(WAIT):
+                        while not (package / "validate.pid").exists():  # another process: no event
+                            await asyncio.sleep(0.02)
+                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="v2", correlation_id="train"))
+                    await asyncio.to_thread(gate.write_text, "go")
+                    validation = await next_item(double.validations, client, "the validation")
+                    update = await next_item(double.updates, client, "the train task's update after it")
+        finally:
+            _open_gate(gate)
+            await server.stop(None)
+
+        assert (validation.correlation_id, update.correlation_id) == ("validate", "train")
+        assert double.statuses.empty()
+
+    run(scenario())
+
+
 class StallingCombiner(CombinerDouble):
     """Stalls the first Download or Upload (per ``stall``) for good; later ones work."""
 
