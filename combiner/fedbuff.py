@@ -644,7 +644,7 @@ class FedBuff:
             )
         task = run.tasks.get(update.correlation_id)
         if task is None:
-            reason = run.ended.get(update.correlation_id) or (
+            reason = run.finished.get(update.correlation_id) or (
                 f"update answers task {update.correlation_id!r}, which is not in flight in async session "
                 f"{run.session_id} at combiner {self.name} (stale update); not averaged"
             )
