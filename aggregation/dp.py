@@ -7,6 +7,11 @@ Each client's delta is clipped to L2 norm C at its combiner and the deltas are a
 the controller adds N(0, (sigma * C / K)**2) to every parameter of the mean. The privacy spent is
 tracked with Google's dp-accounting RDP accountant: one Poisson-sampled Gaussian event per round with
 sampling rate q = selected / connected clients, composed over the session's rounds.
+
+Over several combiners the mean is still the unweighted one over all K updates: a combiner folds each
+update with weight 1, so the num_examples it reports (its fold's total weight) is its update count K_c,
+and the controller's reduce, weighting each combiner's mean by it, gives
+sum_c K_c * (sum_{i in c} x_i / K_c) / sum_c K_c = sum_i x_i / K.
 """
 
 from collections.abc import Iterator, Mapping, Sequence

@@ -18,7 +18,8 @@ from scaleout.tls import ClientTLS
 
 DEFAULT_API_URL = "http://localhost:8092"
 CLIENT_ID_FILE = "client_id"
-MIN_KEEPALIVE_TIME = 5.0  # the combiner's grpc.http2.min_recv_ping_interval_without_data_ms
+# The combiner's grpc.http2.min_recv_ping_interval_without_data_ms (combiner/server.py SERVER_OPTIONS).
+MIN_KEEPALIVE_TIME = 5.0
 # The model repository's id rule (store/repository.py): the id names files and object keys there.
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
@@ -75,8 +76,9 @@ class ClientSettings:
             )
         if self.keepalive_time < MIN_KEEPALIVE_TIME:
             raise ValueError(
-                f"keepalive_time must be >= {MIN_KEEPALIVE_TIME:g} s (combiners answer more frequent pings "
-                f"with a too_many_pings GOAWAY), got {self.keepalive_time}"
+                f"keepalive_time must be >= {MIN_KEEPALIVE_TIME:g} s, the least interval at which combiners "
+                "expect an idle client's pings (they tolerate sooner ones, but the pings of every client "
+                f"load the combiner); set it to {MIN_KEEPALIVE_TIME:g} or more, got {self.keepalive_time:g}"
             )
         if self.heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be > 0 seconds, got {self.heartbeat_interval}")

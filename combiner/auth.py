@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
 from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.interceptors import wrap
 from scaleout.combiner.ratelimit import RateLimiter
 from scaleout.credentials import Authenticator, credential_id_of
 from scaleout.proto.auth import AUTHORIZATION
@@ -122,32 +123,25 @@ def _own_client_only(
     """The handler, refusing a request whose client_id is not the principal's; a stream ended by
     revocation ends UNAUTHENTICATED, so the client stops instead of reconnecting."""
 
-    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+    def check(request: Any, context: grpc.aio.ServicerContext) -> Awaitable[None] | None:
         if request.client_id != principal.client_id:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, other_client(principal, request.client_id))
+            return context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, other_client(principal, request.client_id)
+            )
+        return None
 
-    if handler.response_streaming:
-        inner_stream = handler.unary_stream
+    if not handler.response_streaming:
+        return wrap(handler, before=check)
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await check(request, context)
-            async for response in inner_stream(request, context):
-                yield response
-            if principal.credential_id in auth.revoked:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+    async def until_revoked(
+        responses: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for message in responses:
+            yield message
+        if principal.credential_id in auth.revoked:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-    inner = handler.unary_unary
-
-    async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await check(request, context)
-        return await inner(request, context)
-
-    return grpc.unary_unary_rpc_method_handler(
-        unary_unary, handler.request_deserializer, handler.response_serializer
-    )
+    return wrap(handler, before=check, responses=until_revoked)
 
 
 class RevocationWatcher:
@@ -201,31 +195,7 @@ class RevocationWatcher:
 def refuse(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind (unary/stream in and out) as the one refused, that only aborts."""
 
-    async def abort(context: grpc.aio.ServicerContext) -> None:
-        await context.abort(code, message)
+    def abort(request: Any, context: grpc.aio.ServicerContext) -> Awaitable[None]:
+        return context.abort(code, message)
 
-    async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context)
-
-    async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context)
-        yield  # pragma: no cover - makes this an async generator, as a streaming handler must be
-
-    async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context)
-
-    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context)
-        yield  # pragma: no cover
-
-    make, behaviour = {
-        (False, False): (grpc.unary_unary_rpc_method_handler, unary_unary),
-        (False, True): (grpc.unary_stream_rpc_method_handler, unary_stream),
-        (True, False): (grpc.stream_unary_rpc_method_handler, stream_unary),
-        (True, True): (grpc.stream_stream_rpc_method_handler, stream_stream),
-    }[(handler.request_streaming, handler.response_streaming)]
-    return make(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return wrap(handler, before=abort)

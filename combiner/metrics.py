@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.interceptors import wrap
 from scaleout.combiner.updates import ACCEPTED
 from scaleout.proto import scaleout_pb2 as pb
 
@@ -135,72 +137,37 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         return observe(handler)
 
 
-def _start_round(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    inner = handler.unary_stream
-
-    async def start_round(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = time.monotonic()
-        async for event in inner(request, context):
-            if event.WhichOneof("event") == "result":
-                ROUNDS.labels("ok" if event.result.ok else "failed").inc()
-                ROUND_SECONDS.observe(time.monotonic() - started)
-            yield event
-
-    return grpc.unary_stream_rpc_method_handler(
-        start_round, handler.request_deserializer, handler.response_serializer
-    )
+async def _timed_round(events: AsyncIterator[Any], _context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    started = time.monotonic()
+    async for event in events:
+        if event.WhichOneof("event") == "result":
+            ROUNDS.labels("ok" if event.result.ok else "failed").inc()
+            ROUND_SECONDS.observe(time.monotonic() - started)
+        yield event
 
 
-def _send_model_update(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    inner = handler.unary_unary
-
-    async def send_model_update(request: Any, context: grpc.aio.ServicerContext) -> pb.Response:
-        response = await inner(request, context)
-        if response.response == ACCEPTED:
-            UPDATES_ACCEPTED.inc()
-        else:
-            UPDATES_REJECTED.labels(rejection_reason(response.response.removeprefix("rejected: "))).inc()
-        return response
-
-    return grpc.unary_unary_rpc_method_handler(
-        send_model_update, handler.request_deserializer, handler.response_serializer
-    )
+def _update_answered(response: pb.Response) -> None:
+    if response.response == ACCEPTED:
+        UPDATES_ACCEPTED.inc()
+    else:
+        UPDATES_REJECTED.labels(rejection_reason(response.response.removeprefix("rejected: "))).inc()
 
 
-def _upload(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    inner = handler.stream_unary
-
-    async def counted(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[pb.FileChunk]:
-        async for chunk in chunks:
-            RECEIVED_BYTES.inc(data_size(chunk))
-            held = [chunk]
-            del chunk  # so that this frame holds no chunk the servicer has dropped (modelservice._data)
-            yield held.pop()
-
-    async def upload(requests: AsyncIterator[pb.FileChunk], context: grpc.aio.ServicerContext) -> Any:
-        return await inner(counted(requests), context)
-
-    return grpc.stream_unary_rpc_method_handler(
-        upload, handler.request_deserializer, handler.response_serializer
-    )
+async def _counted(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[pb.FileChunk]:
+    async for chunk in chunks:
+        RECEIVED_BYTES.inc(data_size(chunk))
+        held = [chunk]
+        del chunk  # so that this frame holds no chunk the servicer has dropped (modelservice._data)
+        yield held.pop()
 
 
-def _download(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    inner = handler.unary_stream
-
-    async def download(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FileChunk]:
-        async for chunk in inner(request, context):
-            SENT_BYTES.inc(data_size(chunk))
-            yield chunk
-
-    return grpc.unary_stream_rpc_method_handler(
-        download, handler.request_deserializer, handler.response_serializer
-    )
+def _chunk_sent(chunk: pb.FileChunk) -> None:
+    SENT_BYTES.inc(data_size(chunk))
 
 
 _OBSERVED: dict[str, Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
-    f"{SERVICE_PREFIX}Control/StartRound": _start_round,
-    f"{SERVICE_PREFIX}CombinerClient/SendModelUpdate": _send_model_update,
-    f"{SERVICE_PREFIX}ModelService/Upload": _upload,
-    f"{SERVICE_PREFIX}ModelService/Download": _download,
+    f"{SERVICE_PREFIX}Control/StartRound": partial(wrap, responses=_timed_round),
+    f"{SERVICE_PREFIX}CombinerClient/SendModelUpdate": partial(wrap, response=_update_answered),
+    f"{SERVICE_PREFIX}ModelService/Upload": partial(wrap, requests=_counted),
+    f"{SERVICE_PREFIX}ModelService/Download": partial(wrap, response=_chunk_sent),
 }

@@ -54,6 +54,21 @@ def assert_nothing_stored(server: ApiServer) -> None:
     assert not stored.exists() or not any(stored.iterdir())
 
 
+def assert_refused_alike(server: ApiServer, api: APIClient, path: Path, reason: str) -> None:
+    """The API and a client's unpacking refuse the package with the same message, and neither keeps
+    anything of it."""
+    with pytest.raises(APIError) as error:
+        api.set_active_package(path)
+    client_dir = path.parent / "client"
+    with pytest.raises(PackageError) as refused:
+        extract_package(path, client_dir / "package")
+
+    assert error.value.status_code == 422 and error.value.message == reason
+    assert str(refused.value) == reason
+    assert_nothing_stored(server)
+    assert not client_dir.exists()
+
+
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_a_hostile_package_is_refused_alike_by_the_api_and_the_client(
     server: ApiServer, api: APIClient, tmp_path: Path, case: str
@@ -61,15 +76,7 @@ def test_a_hostile_package_is_refused_alike_by_the_api_and_the_client(
     make, reason = HOSTILE[case]
     path = make(tmp_path / "hostile.tgz")
 
-    with pytest.raises(APIError) as error:
-        api.set_active_package(path)
-    with pytest.raises(PackageError) as refused:
-        extract_package(path, tmp_path / "client" / "package")
-
-    assert error.value.status_code == 422 and error.value.message == reason
-    assert str(refused.value) == reason
-    assert_nothing_stored(server)
-    assert not (tmp_path / "client").exists()
+    assert_refused_alike(server, api, path, reason)
 
 
 def test_a_small_tarball_that_inflates_to_gigabytes_is_refused_by_the_api_and_the_client(
@@ -84,15 +91,7 @@ def test_a_small_tarball_that_inflates_to_gigabytes_is_refused_by_the_api_and_th
         "and --max-unpacked-bytes); leave data out of it (list it in .scaleoutignore)"
     )
 
-    with pytest.raises(APIError) as error:
-        api.set_active_package(path)
-    with pytest.raises(PackageError) as refused:
-        extract_package(path, tmp_path / "client" / "package")
-
-    assert error.value.status_code == 422 and error.value.message == reason
-    assert str(refused.value) == reason
-    assert_nothing_stored(server)
-    assert not (tmp_path / "client").exists()
+    assert_refused_alike(server, api, path, reason)
 
 
 def test_the_unpacked_size_limit_is_the_apis_setting(tmp_path: Path):

@@ -1,8 +1,6 @@
 """Compute package upload: checked before anything is stored, then active, checksummed and served."""
 
 import hashlib
-import io
-import tarfile
 from pathlib import Path
 
 import httpx
@@ -12,8 +10,7 @@ from scaleout import APIClient
 from scaleout.api.client import APIError
 from scaleout.compute_package import create_package, sha256_file
 from tests.api.conftest import ApiServer, run_api
-
-PROJECT_FILE = b"entry_points:\n  train:\n    command: python train.py\n"
+from tests.hostile_packages import PROJECT_FILE, tarball
 
 
 def package_folder(root: Path) -> Path:
@@ -22,21 +19,6 @@ def package_folder(root: Path) -> Path:
     (folder / "scaleout.yaml").write_bytes(PROJECT_FILE)
     (folder / "train.py").write_text("print('train')\n")
     return folder
-
-
-def tarball(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
-    """A .tgz written by hand, so it can hold what create_package never would."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-    return path
 
 
 def assert_nothing_stored(server: ApiServer) -> None:

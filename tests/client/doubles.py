@@ -16,7 +16,7 @@ import json
 import tarfile
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 from scaleout.client.edge import EdgeClient
+from scaleout.client.settings import ClientSettings
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 from scaleoututil.helpers.helpers import get_helper
 
@@ -327,3 +328,20 @@ async def serving(client: EdgeClient) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         client.stop()
         await asyncio.wait_for(task, WAIT)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    double: CombinerDouble, settings: Callable[[str], ClientSettings]
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A running EdgeClient with its task stream to ``double`` open: an API double assigns it to the
+    combiner double, served on a free port. ``settings`` makes the client's settings from the API URL.
+    The client, the API double and the combiner stop at the end of the block."""
+    server, port = await start_combiner(double)
+    try:
+        with ApiDouble([assigned(port)]) as api:
+            async with serving(EdgeClient(settings(api.url))) as client:
+                await next_item(double.streams_opened, client, "the task stream")
+                yield client
+    finally:
+        await server.stop(None)

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.client.doubles import (
     ApiDouble,
     CombinerDouble,
     assigned,
+    connected,
     load_npz,
     make_package,
     model_bytes,
@@ -108,15 +110,9 @@ def test_validate_task_sends_the_metrics_validate_wrote(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         double = CombinerDouble(models={"m7": model_bytes(WEIGHTS, tmp_path)})
-        server, port = await start_combiner(double)
-        try:
-            with ApiDouble([assigned(port)]) as api:
-                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
-                    await next_item(double.streams_opened, client, "the task stream")
-                    double.push(CLIENT_ID, validate_task(CLIENT_ID, "m7"))
-                    validation = await next_item(double.validations, client, "the validation")
-        finally:
-            await server.stop(None)
+        async with connected(double, partial(settings_for, tmp_path)) as client:
+            double.push(CLIENT_ID, validate_task(CLIENT_ID, "m7"))
+            validation = await next_item(double.validations, client, "the validation")
 
         assert (validation.client_id, validation.model_id) == (CLIENT_ID, "m7")
         assert (validation.correlation_id, validation.session_id) == ("v1", "s1")
@@ -133,17 +129,11 @@ def test_crashing_train_reports_its_stderr_tail_and_the_client_serves_the_next_t
 
     async def scenario() -> None:
         double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
-        server, port = await start_combiner(double)
-        try:
-            with ApiDouble([assigned(port)]) as api:
-                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
-                    await next_item(double.streams_opened, client, "the task stream")
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", correlation_id="first"))
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", correlation_id="second"))
-                    status = await next_item(double.statuses, client, "the failure status")
-                    update = await next_item(double.updates, client, "the next task's update")
-        finally:
-            await server.stop(None)
+        async with connected(double, partial(settings_for, tmp_path)) as client:
+            double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", correlation_id="first"))
+            double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", correlation_id="second"))
+            status = await next_item(double.statuses, client, "the failure status")
+            update = await next_item(double.updates, client, "the next task's update")
 
         assert status.client_id == CLIENT_ID
         assert status.type == "Scaleout_ModelUpdate"
@@ -166,22 +156,18 @@ def test_heartbeats_continue_while_an_entry_point_runs(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
-        server, port = await start_combiner(double)
         try:
-            with ApiDouble([assigned(port)]) as api:
-                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
-                    await next_item(double.streams_opened, client, "the task stream")
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0"))
-                    while not double.heartbeats.empty():
-                        double.heartbeats.get_nowait()
-                    for _ in range(3):
-                        await next_item(double.heartbeats, client, "a heartbeat during training")
-                    assert double.updates.empty(), "train finished although its gate is closed"
-                    await asyncio.to_thread(gate.write_text, "go")
-                    update = await next_item(double.updates, client, "the update after the gate opened")
+            async with connected(double, partial(settings_for, tmp_path)) as client:
+                double.push(CLIENT_ID, train_task(CLIENT_ID, "m0"))
+                while not double.heartbeats.empty():
+                    double.heartbeats.get_nowait()
+                for _ in range(3):
+                    await next_item(double.heartbeats, client, "a heartbeat during training")
+                assert double.updates.empty(), "train finished although its gate is closed"
+                await asyncio.to_thread(gate.write_text, "go")
+                update = await next_item(double.updates, client, "the update after the gate opened")
         finally:
             _open_gate(gate)
-            await server.stop(None)
         assert json.loads(update.meta)["num_examples"] == NUM_EXAMPLES
 
     run(scenario())

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from scaleout.client.model_transfer import Pace
-from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_client_id
+from scaleout.client.settings import CLIENT_ID_FILE, MIN_KEEPALIVE_TIME, ClientSettings, resolve_client_id
+from scaleout.combiner.server import SERVER_OPTIONS
 from scaleout.errors import InvalidId
 
 
@@ -32,10 +33,22 @@ def test_chunk_size_outside_the_wire_contract_is_refused() -> None:
         ClientSettings(chunk_size=8 * 1024 * 1024)
 
 
-def test_a_keepalive_more_frequent_than_combiners_allow_is_refused() -> None:
-    # A combiner answers pings more frequent than every 5 s with a too_many_pings GOAWAY.
-    with pytest.raises(ValueError, match=r"keepalive_time must be >= 5 s .*got 4\.0"):
+def test_a_keepalive_more_frequent_than_combiners_expect_is_refused() -> None:
+    with pytest.raises(ValueError) as error:
         ClientSettings(keepalive_time=4.0)
+    assert str(error.value) == (
+        "keepalive_time must be >= 5 s, the least interval at which combiners expect an idle client's pings "
+        "(they tolerate sooner ones, but the pings of every client load the combiner); set it to 5 or more, "
+        "got 4"
+    )
+
+
+def test_the_keepalive_bound_is_the_combiners_ping_policy() -> None:
+    """What the message says: combiners expect pings at most every MIN_KEEPALIVE_TIME s and, with
+    unlimited strikes, close no connection for sooner ones (no too_many_pings GOAWAY)."""
+    options = dict(SERVER_OPTIONS)
+    assert options["grpc.http2.min_recv_ping_interval_without_data_ms"] == MIN_KEEPALIVE_TIME * 1000
+    assert options["grpc.http2.max_ping_strikes"] == 0
 
 
 def test_a_transfer_may_take_the_deadline_plus_its_bytes_at_the_minimum_rate() -> None:

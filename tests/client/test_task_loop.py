@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.client.doubles import (
     ApiDouble,
     CombinerDouble,
     assigned,
+    connected,
     make_package,
     model_bytes,
     next_item,
@@ -56,21 +58,17 @@ def test_a_task_of_a_newer_round_supersedes_a_stuck_entry_point(tmp_path: Path) 
 
     async def scenario() -> None:
         double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
-        server, port = await start_combiner(double)
         try:
-            with ApiDouble([assigned(port)]) as api:
-                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
-                    await next_item(double.streams_opened, client, "the task stream")
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r1", correlation_id="old"))
-                    stuck = await started_train(package)
-                    gate.unlink()  # the next train runs freely; the stuck one stays blocked opening it
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r2", correlation_id="new"))
-                    status = await next_item(double.statuses, client, "the abandonment report")
-                    update = await next_item(double.updates, client, "the newer round's update")
-                    assert not is_running(stuck), "the abandoned entry point still runs"
+            async with connected(double, partial(settings_for, tmp_path)) as client:
+                double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r1", correlation_id="old"))
+                stuck = await started_train(package)
+                gate.unlink()  # the next train runs freely; the stuck one stays blocked opening it
+                double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r2", correlation_id="new"))
+                status = await next_item(double.statuses, client, "the abandonment report")
+                update = await next_item(double.updates, client, "the newer round's update")
+                assert not is_running(stuck), "the abandoned entry point still runs"
         finally:
             _open_gate(gate)
-            await server.stop(None)
 
         report = json.loads(status.status)
         assert (report["correlation_id"], report["round_id"]) == ("old", "r1")
@@ -88,20 +86,16 @@ def test_a_validate_task_waits_for_the_running_train_task_instead_of_superseding
 
     async def scenario() -> None:
         double = CombinerDouble(models={"m0": model_bytes(WEIGHTS, tmp_path)})
-        server, port = await start_combiner(double)
         try:
-            with ApiDouble([assigned(port)]) as api:
-                async with serving(EdgeClient(settings_for(tmp_path, api.url))) as client:
-                    await next_item(double.streams_opened, client, "the task stream")
-                    double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r2", correlation_id="train"))
-                    await started_train(package)
-                    double.push(CLIENT_ID, validate_task(CLIENT_ID, "m0", correlation_id="validate"))
-                    await asyncio.to_thread(gate.write_text, "go")
-                    update = await next_item(double.updates, client, "the train task's update")
-                    validation = await next_item(double.validations, client, "the validation after it")
+            async with connected(double, partial(settings_for, tmp_path)) as client:
+                double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", round_id="r2", correlation_id="train"))
+                await started_train(package)
+                double.push(CLIENT_ID, validate_task(CLIENT_ID, "m0", correlation_id="validate"))
+                await asyncio.to_thread(gate.write_text, "go")
+                update = await next_item(double.updates, client, "the train task's update")
+                validation = await next_item(double.validations, client, "the validation after it")
         finally:
             _open_gate(gate)
-            await server.stop(None)
 
         assert (update.correlation_id, validation.correlation_id) == ("train", "validate")
         assert double.statuses.empty()

@@ -1,4 +1,4 @@
-"""The compose file as docker-compose resolves it, and its wiring rewritten to loopback for the tests.
+"""The compose file as docker-compose resolves it (tests/topology.py runs its services on loopback).
 
 The tests read what `docker-compose config` prints (variables interpolated from .env.example, anchors
 and merge keys resolved), so they check what compose would run, not our reading of the YAML.
@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -78,36 +77,3 @@ def image_examples_dir() -> str:
     match = re.search(r"^COPY\b.*\sexamples\s+(\S+)\s*$", DOCKERFILE.read_text(), re.MULTILINE)
     assert match, "the Dockerfile copies no examples/ folder"
     return match.group(1).rstrip("/")
-
-
-def flag_value(command: list[str], flag: str) -> str | None:
-    return command[command.index(flag) + 1] if flag in command else None
-
-
-def with_flag(command: list[str], flag: str, value: str) -> list[str]:
-    """command with flag's value replaced (the flag must be there: a missing one is a wiring change)."""
-    assert flag in command, f"{flag} missing from {command}"
-    index = command.index(flag) + 1
-    return [*command[:index], value, *command[index + 1 :]]
-
-
-def loopback_mongo_uri(compose_uri: str, test_uri: str, database: str) -> str:
-    """The compose statestore URI pointed at the test server: its host:port and a fresh database.
-
-    The test server has no users (it refuses createUser), so the credentials and authSource go; the
-    database name is the test's so that runs never share state. Everything else in the query stays.
-    """
-    parts = urlsplit(compose_uri)
-    assert parts.scheme == "mongodb" and parts.hostname == "mongo", compose_uri
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "authSource"]
-    netloc = urlsplit(test_uri).netloc.rsplit("@", 1)[-1]
-    return urlunsplit(("mongodb", netloc, f"/{database}", urlencode(query), ""))
-
-
-def loopback_s3_uri(compose_uri: str, endpoint: str, bucket: str) -> str:
-    """The compose model-repository URI pointed at the test S3 server and a bucket of the test's own."""
-    parts = urlsplit(compose_uri)
-    query = dict(parse_qsl(parts.query))
-    assert parts.scheme == "s3" and query.get("endpoint") == "minio:9000", compose_uri
-    query["endpoint"] = endpoint
-    return urlunsplit(("s3", bucket, "", urlencode(query), ""))

@@ -17,12 +17,12 @@ from tests.compose.compose import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     env_example,
-    flag_value,
     resolved_config,
     run_compose,
     scaleout_services,
 )
 from tests.e2e.federation import SCALEOUT
+from tests.topology import flag_value
 
 SERVICES = {"mongo", "minio", "certs", "api", "combiner", "init", "client"}
 CERTS = "/var/lib/scaleout/certs"  # where the certs volume is mounted
