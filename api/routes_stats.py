@@ -68,14 +68,30 @@ class SessionStats(BaseModel):
     updates_per_version: float | None = Field(None, description="updates / versions")
     staleness: StalenessStats = Field(description="the staleness of those updates")
     rejected: dict[str, int] = Field(
-        description="rejected updates over all rounds, by reason up to its first colon (e.g. 'stale')"
+        description="rejected updates over all rounds by kind: timeout, client left, stale, update norm, "
+        "task failed, late, malformed or other"
     )
     per_version: list[VersionStats] = Field(description="each committed version, oldest first")
 
 
+# A rejection's kind, from the words of its reason (the combiner's texts name ids and numbers, so the
+# texts themselves do not group): the first kind whose words occur, in this order (a timed-out task's
+# update is also called stale; it counts as a timeout). The whole reasons stay in each Round's rejected[].
+REASON_KINDS = (
+    ("timeout", ("timed out", "timeout")),
+    ("client left", ("left with task", "not connected")),
+    ("stale", ("stale",)),
+    ("update norm", ("max_update_norm",)),
+    ("task failed", ("task failed",)),
+    ("late", ("arrived after",)),
+    ("malformed", ("num_examples", "meta ", "array ", "npz", "model_update_id", "trained from model")),
+)
+
+
 def reason_kind(reason: str) -> str:
-    """The reason's kind: its text up to the first colon ("stale: 4 > max_staleness 3" -> "stale")."""
-    return reason.split(":", 1)[0].strip() or reason
+    """The kind of a rejection (REASON_KINDS), "other" when none matches."""
+    text = reason.lower()
+    return next((kind for kind, words in REASON_KINDS if any(w in text for w in words)), "other")
 
 
 def _rate(count: int, start: datetime | None, end: datetime | None) -> float | None:

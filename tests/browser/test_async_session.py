@@ -35,7 +35,9 @@ def test_an_async_session_shows_its_pace_staleness_and_metrics_over_versions_and
             ]
         )
         expect(pace.locator(".stat-value")).to_have_text(["3", "0.15 /s", "0.15 /s", "2", "0.6667", "2", "3"])
-        expect(pace.locator(".rejected-reasons")).to_have_text("Rejected by reason: stale 2, update norm 9 1")
+        expect(pace.locator(".rejected-reasons")).to_have_text(
+            "Rejected by reason: stale 1, timeout 1, update norm 1"
+        )
         expect(pace.locator(".hist-bar title")).to_have_text(
             ["τ = 0: 3 updates", "τ = 1: 2 updates", "τ = 2: 1 update"], use_inner_text=False
         )

@@ -77,7 +77,7 @@ def test_session_show_of_an_async_session_has_versions_pace_staleness_and_reject
         "updates/version": "2",
         "staleness mean/max": "0.6667/2",
         "staleness histogram": "0:3  1:2  2:1",
-        "rejected": "stale 2, update norm 9 1",
+        "rejected": "stale 1, timeout 1, update norm 1",
     }
     assert "Versions (validation metrics: mean over clients)" in output
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│  ")]
