@@ -22,6 +22,8 @@ def test_an_async_session_shows_its_pace_staleness_and_metrics_over_versions_and
         page.goto(f"http://127.0.0.1:{server.port}/dashboard/#/sessions/{session_id}")
 
         expect(page.locator(".session-meta .rounds-cell")).to_have_text("3 / 3 versions done")
+        # no controller runs it here: no live version
+        expect(page.locator(".live-slot")).to_contain_text("No version is being built right now")
         pace = card(page, "Asynchronous training")
         expect(pace.locator(".stat-label")).to_have_text(
             [
@@ -61,3 +63,12 @@ def test_an_async_session_shows_its_pace_staleness_and_metrics_over_versions_and
         )
         expect(metrics.locator(".axis-label").first).to_have_text("seconds since the session started")
         expect(metrics.locator(".axis-toggle a.active")).to_have_text("wall time")
+
+
+def test_the_sessions_list_counts_an_async_sessions_versions(tmp_path: Path, page: Any) -> None:
+    with run_api(tmp_path / "api") as server:
+        add_async_session(server.statestore)
+        page.goto(f"http://127.0.0.1:{server.port}/dashboard/#/sessions")
+
+        row = page.locator("tbody tr", has=page.locator("td", has_text="fedbuff"))
+        expect(row.locator(".rounds-cell")).to_have_text("3 / 3 versions")

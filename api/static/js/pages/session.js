@@ -5,7 +5,7 @@
 
 import { AuthRequired, api, apiPost, clientNames, fetchAll } from "../api.js";
 import { card, definitions, h, idCell, pager, pill, progressBar, table, timeCell } from "../dom.js";
-import { between, fmtDuration, fmtNumber, roundNumber, shortId } from "../format.js";
+import { between, fmtDuration, fmtNumber, roundNumber, sessionDone, shortId } from "../format.js";
 import { errorText, isCurrent, later, show, showError } from "../router.js";
 import { BY_VERSION, BY_WALL_TIME, clientSeries, histogram, lineChart, meanSeries, metricNames } from "../chart.js";
 import { eventsTable } from "./events.js";
@@ -54,7 +54,7 @@ export async function renderSession(gen, id, params) {
     try {
       const { progress } = await api(`/api/v1/sessions/${encodeURIComponent(id)}/progress`);
       if (!isCurrent(gen)) return;
-      if (!isAsync(data.session)) live.replaceChildren(liveCard(progress, data.session.config.rounds));
+      live.replaceChildren(isAsync(data.session) ? asyncLiveCard(progress) : liveCard(progress, data.session.config.rounds));
       const roundId = progress ? progress.round_id : null;
       if (roundId !== lastRound || Date.now() - lastRefresh >= REFRESH_MS) {
         lastRound = roundId;
@@ -100,15 +100,8 @@ function stopButton(session) {
   return h("span", { class: "stop" }, button, " ", error);
 }
 
-function doneText(session) {
-  // "3 / 5 rounds done"; an async session counts versions, out of max_versions when it ends by count
-  if (!isAsync(session)) return `${session.rounds_done} / ${session.config.rounds} rounds done`;
-  const most = session.config.max_versions;
-  return most ? `${session.rounds_done} / ${most} versions done` : `${session.rounds_done} versions done`;
-}
-
 function sessionHeader(session) {
-  const total = isAsync(session) ? session.config.max_versions || session.rounds_done : session.config.rounds;
+  const done = sessionDone(session);
   return h(
     "div",
     { class: "session-header" },
@@ -117,7 +110,7 @@ function sessionHeader(session) {
     h(
       "div",
       { class: "session-meta" },
-      h("span", { class: "rounds-cell" }, progressBar(session.rounds_done, total), doneText(session)),
+      h("span", { class: "rounds-cell" }, progressBar(done.done, done.total), `${done.text} ${done.unit} done`),
       h("span", null, "created ", timeCell(session.created_at)),
       session.started_at ? h("span", null, "ran ", fmtDuration(between(session.started_at, session.finished_at))) : null,
       h("span", { class: "mono muted", title: "session id" }, session.id),
@@ -158,6 +151,29 @@ function liveCard(progress, total) {
           combiners,
         )
       : null,
+  );
+}
+
+function asyncLiveCard(progress) {
+  // The version being built: its buffer's fill out of buffer_size, the clients training now.
+  if (!progress) {
+    return card("Live version", h("p", { class: "muted" }, "No version is being built right now: the controller is committing one, or is about to resume the session."));
+  }
+  return h(
+    "section",
+    { class: "card live" },
+    h("h2", null, h("span", { class: "pulse" }), `Version ${roundNumber(progress.version)} is being built`, progress.attempt > 1 ? ` (attempt ${progress.attempt})` : ""),
+    h(
+      "div",
+      { class: "stats compact" },
+      liveStat("Stage", progress.stage),
+      liveStat("Buffer", `${fmtNumber(progress.buffer_fill)} / ${fmtNumber(progress.buffer_size)}`),
+      liveStat("Training", fmtNumber(progress.in_flight)),
+      liveStat("Rejected", fmtNumber(progress.updates_rejected)),
+      liveStat("This version", fmtDuration(progress.elapsed)),
+      liveStat("Session", fmtDuration(progress.session_elapsed)),
+    ),
+    progressBar(progress.buffer_fill, progress.buffer_size, "updates in the buffer / updates per version"),
   );
 }
 
