@@ -141,6 +141,8 @@ class LocalFederation:
         repository = await asyncio.to_thread(
             open_model_repository, self.settings.models_uri, self.settings.s3_credentials
         )
+        # The controller makes its temporary files (reduce, server step) in it; it must exist.
+        (work / "controller").mkdir(exist_ok=True)
         controller = Controller(statestore, repository, ControllerSettings(work_dir=str(work / "controller")))
         listener = listen_socket(self.settings.port)
         api_port = listener.getsockname()[1]
