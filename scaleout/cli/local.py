@@ -261,7 +261,8 @@ def render_status(status: dict[str, Any]) -> Text | Table:
         return Text(stage)
     session, live_round = status["session"], status.get("round")
     if tables.is_async(session):
-        return async_table(session, status["stats"])
+        title = f"session {session['id']}  {session['status']}"
+        return tables.async_progress_table(title, session, status["stats"], live_round)
     table = Table(title=f"session {session['id']}  {session['status']}", title_justify="left")
     for column in ("round", "stage", "selected", "reported", "rejected", "elapsed"):
         table.add_column(column)
@@ -277,21 +278,6 @@ def render_status(status: dict[str, Any]) -> Text | Table:
         )
     else:
         table.add_row(f"{session['rounds_done']}/{total}", "between rounds", "", "", "", "")
-    return table
-
-
-def async_table(session: dict[str, Any], stats: dict[str, Any]) -> Table:
-    """The running async session: versions done, their pace, staleness and rejections."""
-    table = Table(title=f"session {session['id']}  {session['status']}", title_justify="left")
-    for column in ("version", "versions/min", "updates/version", "staleness mean/max", "rejected"):
-        table.add_column(column)
-    table.add_row(
-        tables.session_done(session),
-        tables.per_minute(stats["versions_per_second"]),
-        tables.number(stats["updates_per_version"]),
-        tables.staleness_mean_max(stats),
-        str(sum(stats["rejected"].values())),
-    )
     return table
 
 

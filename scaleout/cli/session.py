@@ -21,6 +21,7 @@ from scaleout.cli.tables import (
     HIGH,
     LOW,
     Column,
+    async_progress_table,
     console,
     field,
     is_async,
@@ -187,29 +188,11 @@ def watch(api: APIClient, session_id: str) -> dict[str, Any]:
 
 
 def live_view(api: APIClient, session: dict[str, Any], began: float) -> Table:
-    if is_async(session):
-        return async_progress_view(session, api.get_session_stats(session["id"]), began)
     live = api.get_session_progress(session["id"]) if session["status"] not in ENDED else None
+    title = f"session {session['name']}  {session['status']}  {time.monotonic() - began:.1f} s"
+    if is_async(session):
+        return async_progress_table(title, session, api.get_session_stats(session["id"]), live)
     return progress_view(session, live, began)
-
-
-def async_progress_view(session: dict[str, Any], stats: dict[str, Any], began: float) -> Table:
-    """One row: versions done, versions/min over the session and the last ones, updates per version,
-    staleness mean and max, rejected updates, time."""
-    table = Table(title=f"session {session['name']}  {session['status']}", title_justify="left")
-    headers = ("version", "versions/min", f"last {stats['window']}", "updates/version", "staleness mean/max")
-    for header in (*headers, "rejected", "elapsed"):
-        table.add_column(header)
-    table.add_row(
-        session_done(session),
-        per_minute(stats["versions_per_second"]),
-        per_minute(stats["recent_versions_per_second"]),
-        number(stats["updates_per_version"]),
-        staleness_mean_max(stats),
-        str(sum(stats["rejected"].values())),
-        f"{time.monotonic() - began:.1f} s",
-    )
-    return table
 
 
 def progress_view(session: dict[str, Any], live: dict[str, Any] | None, began: float) -> Table:

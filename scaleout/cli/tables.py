@@ -269,6 +269,30 @@ def staleness_mean_max(stats: Mapping[str, Any]) -> str:
     return f"{number(staleness['mean'])}/{staleness['max']}" if staleness["updates"] else ""
 
 
+def async_progress_table(
+    title: str, session: Mapping[str, Any], stats: Mapping[str, Any], live: Mapping[str, Any] | None
+) -> Table:
+    """An async session's live line: versions done, versions/min over the session and its last ones,
+    updates per version, staleness mean/max, rejected updates, and from the controller's live progress
+    (when it runs the session) the buffer's fill and the clients training now."""
+    live = live if live and live.get("mode") == "async" else None
+    table = Table(title=title, title_justify="left")
+    headers = ("version", "versions/min", f"last {stats['window']}", "updates/version", "staleness mean/max")
+    for header in (*headers, "rejected", "buffer", "training"):
+        table.add_column(header)
+    table.add_row(
+        session_done(session),
+        per_minute(stats["versions_per_second"]),
+        per_minute(stats["recent_versions_per_second"]),
+        number(stats["updates_per_version"]),
+        staleness_mean_max(stats),
+        str(sum(stats["rejected"].values())),
+        f"{live['buffer_fill']}/{live['buffer_size']}" if live else "",
+        str(live["in_flight"]) if live else "",
+    )
+    return table
+
+
 def per_minute(per_second: float | None) -> str:
     return "" if per_second is None else f"{per_second * 60:.2f}"
 

@@ -2,12 +2,10 @@
 `session show`, `session list`, `round list` and the live lines show versions, their pace and staleness
 from the stored version records."""
 
-import time
-
 from rich.console import Console
 
 from scaleout.cli.local import done_line
-from scaleout.cli.session import async_progress_view
+from scaleout.cli.tables import async_progress_table
 from scaleoututil.helpers.helpers import get_helper
 from tests.cli.conftest import as_json, invoke, ok
 from tests.fixtures.async_session import add_async_session
@@ -115,16 +113,29 @@ def test_session_list_shows_an_async_sessions_versions_out_of_max_versions(serve
     assert "3/3" in row and "async" in row
 
 
-def test_the_live_lines_of_an_async_session_show_its_pace_and_staleness(server):
+def test_the_live_lines_of_an_async_session_show_its_pace_staleness_and_buffer(server):
     session_id = add_async_session(server.statestore)
     with server.client() as api:
         session, stats = api.get_session(session_id), api.get_session_stats(session_id)
+    # the controller's live progress of an async session (controller/progress.py LiveAsync)
+    live = {"mode": "async", "version": 3, "buffer_fill": 1, "buffer_size": 2, "in_flight": 4}
 
-    console = Console(width=200, record=True)
-    console.print(async_progress_view(session, stats, began=time.monotonic()))
-    row = next(line for line in console.export_text().splitlines() if line.startswith("│ 3/3"))
-    # version, versions/min, last 10, updates/version, staleness mean/max, rejected
-    assert [cell.strip() for cell in row.split("│")[1:7]] == ["3/3", "9.00", "9.00", "2", "0.6667/2", "3"]
+    def row(live: dict | None) -> list[str]:
+        console = Console(width=200, record=True)
+        console.print(async_progress_table("fedbuff", session, stats, live))
+        line = next(line for line in console.export_text().splitlines() if line.startswith("│ 3/3"))
+        return [cell.strip() for cell in line.split("│")[1:-1]]
+
+    # version, versions/min, last 10, updates/version, staleness mean/max, rejected, buffer, training
+    assert row(live) == ["3/3", "9.00", "9.00", "2", "0.6667/2", "3", "1/2", "4"]
+    assert row(None)[-2:] == ["", ""]  # no controller runs it: no buffer to show
 
     piped = done_line({"stage": "session", "session": session, "stats": stats})
     assert piped == "version 3/3 committed: 9.00 versions/min, staleness mean/max 0.6667/2"
+
+
+def test_scaleout_local_refuses_an_async_flag_without_mode_async(tmp_path):
+    result = invoke(None, "local", str(tmp_path), "--validate-every", "2")
+
+    assert result.exit_code == 2
+    assert "--validate-every applies to --mode async only" in result.output
