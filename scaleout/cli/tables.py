@@ -276,10 +276,24 @@ def async_progress_table(
     updates per version, staleness mean/max, rejected updates, and from the controller's live progress
     (when it runs the session) the buffer's fill and the clients training now."""
     live = live if live and live.get("mode") == "async" else None
-    table = Table(title=title, title_justify="left")
-    headers = ("version", "versions/min", f"last {stats['window']}", "updates/version", "staleness mean/max")
-    for header in (*headers, "rejected", "buffer", "training"):
+    # Short headers, so the line fits 80 columns; the caption says what they mean.
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    headers = (
+        "version",
+        "per min",
+        f"last {stats['window']}",
+        "upd/ver",
+        "τ mean/max",
+        "rej.",
+        "buffer",
+        "busy",
+    )
+    for header in headers:
         table.add_column(header)
+    table.caption = (
+        f"versions per minute over the session and its last {stats['window']}; updates per version; "
+        "staleness τ; updates rejected; the buffer's updates; clients training now"
+    )
     table.add_row(
         session_done(session),
         per_minute(stats["versions_per_second"]),
