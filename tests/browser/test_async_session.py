@@ -6,6 +6,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from scaleout.store.entities import Model
 from tests.api.conftest import run_api
 from tests.fixtures.async_session import add_async_session
 
@@ -18,7 +19,10 @@ def test_an_async_session_shows_its_pace_staleness_and_metrics_over_versions_and
     tmp_path: Path, page: Any
 ) -> None:
     with run_api(tmp_path / "api") as server:
-        session_id = add_async_session(server.statestore)
+        store = server.statestore
+        session_id = add_async_session(store)
+        third = store.rounds.list({"session_id": session_id, "index": 2}).items[0]
+        store.models.add(Model(session_id=session_id, round_id=third.id, name="fedbuff version 3"))
         page.goto(f"http://127.0.0.1:{server.port}/dashboard/#/sessions/{session_id}")
 
         expect(page.locator(".session-meta .rounds-cell")).to_have_text("3 / 3 versions done")
@@ -50,6 +54,8 @@ def test_an_async_session_shows_its_pace_staleness_and_metrics_over_versions_and
         expect(versions.locator("tbody td:nth-child(4)")).to_have_text(
             ["0 / 0.00 / 0", "0 / 0.50 / 1", "1 / 1.50 / 2", "0 / 0.00 / 0"]
         )
+
+        expect(card(page, "Model trail").locator("tbody tr td").nth(3)).to_contain_text("version 3")
 
         metrics = card(page, "Validation metrics")
         mean = metrics.locator("figure.chart", has_text="accuracy").locator(".series-mean .point title")

@@ -191,7 +191,7 @@ function sessionSections({ session, rounds, validations, models, events, names, 
     h("div", { class: "two-columns" }, card("Configuration", configList(session)), card("Models", modelSummary(session, models))),
     card("Validation metrics", ...metrics, exportLinks(session, validations, roundIndex, names)),
     card(isAsync(session) ? "Versions" : "Rounds", roundsTable(rounds, params, session, names)),
-    card("Model trail", modelTrail(models, roundIndex)),
+    card("Model trail", modelTrail(models, roundIndex, isAsync(session) ? "version" : "round")),
     card(
       "Events",
       eventsTable(events.result, names),
@@ -347,13 +347,13 @@ function modelSummary(session, models) {
   ]);
 }
 
-function modelTrail(models, roundIndex) {
+function modelTrail(models, roundIndex, unit) {
   // A long session's trail is one model per round: the latest few open, the rest behind a click.
-  const trail = modelsTable(models.slice(0, ROUNDS_PAGE), roundIndex, "No model committed in this session yet.");
+  const trail = modelsTable(models.slice(0, ROUNDS_PAGE), roundIndex, "No model committed in this session yet.", unit);
   if (models.length <= ROUNDS_PAGE) return trail;
   return [
     trail,
-    h("details", { class: "older" }, h("summary", null, `${models.length - ROUNDS_PAGE} older models`), modelsTable(models.slice(ROUNDS_PAGE), roundIndex)),
+    h("details", { class: "older" }, h("summary", null, `${models.length - ROUNDS_PAGE} older models`), modelsTable(models.slice(ROUNDS_PAGE), roundIndex, undefined, unit)),
   ];
 }
 
