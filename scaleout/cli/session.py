@@ -188,6 +188,7 @@ def watch(api: APIClient, session_id: str) -> dict[str, Any]:
 
 
 def live_view(api: APIClient, session: dict[str, Any], began: float) -> Table:
+    """The live table: the running round, or an async session's pace, staleness and buffer."""
     live = api.get_session_progress(session["id"]) if session["status"] not in ENDED else None
     title = f"session {session['name']}  {session['status']}  {time.monotonic() - began:.1f} s"
     if is_async(session):
