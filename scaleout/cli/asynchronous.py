@@ -51,7 +51,7 @@ OPTIONS = (
     click.option(
         "--server-lr",
         type=click.FloatRange(min=0, min_open=True),
-        help="Async: the new version is x + server-lr * the buffer's mean delta [default: 1].",
+        help="Async with fedavg: the new version is x + server-lr * the buffer's mean delta [default: 1].",
     ),
     click.option(
         "--validate-every",

@@ -26,7 +26,8 @@ CONFIG = {
     "max_update_norm": 10.0,
     "clip_updates": True,
     "retry_timeout": 30.0,
-    "mode": "async",
+    # sync (central DP is sync only), with every async field set: stored as given all the same
+    "mode": "sync",
     "max_concurrency": 6,
     "staleness": "constant",
     "staleness_exponent": 1.5,
