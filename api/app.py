@@ -22,6 +22,7 @@ from scaleout.api import (
     routes_models,
     routes_packages,
     routes_sessions,
+    routes_stats,
     routes_token_exchange,
 )
 from scaleout.api.auth import API_PREFIX, AuthMiddleware, bearer_scheme
@@ -110,6 +111,7 @@ def _add_routes(app: FastAPI) -> None:
     for router in (
         compat.router,  # before the clients entity routes, which would take /clients/config
         routes_sessions.router,
+        routes_stats.router,
         routes_packages.router,
         routes_models.router,
         routes_credentials.router,  # before the clients entity routes, which would take /clients/tokens

@@ -238,6 +238,15 @@ class APIClient:
         helper: str = "numpyhelper",
         model_id: str | None = None,
         buffer_size: int | None = None,
+        mode: str = "sync",
+        max_concurrency: int | None = None,
+        staleness: str | None = None,
+        staleness_exponent: float | None = None,
+        max_staleness: int | None = None,
+        max_versions: int | None = None,
+        max_duration: float | None = None,
+        server_lr: float | None = None,
+        validate_every: int | None = None,
         **config: Any,
     ) -> str:
         """Create and start a session (from `model_id`, else the latest model); returns its id.
@@ -245,8 +254,25 @@ class APIClient:
         `aggregator` is one of scaleout.round_rules.AGGREGATORS and `aggregator_kwargs` its numeric kwargs
         (e.g. aggregator="fedadam", aggregator_kwargs={"server_lr": 0.01}; the README's strategies table);
         an unknown name or a value out of range is an APIError 422 naming the field and the range.
-        Extra keyword arguments are further SessionConfig fields (client_settings, round_retries).
+
+        mode="async" runs FedBuff (README "Asynchronous sessions"): up to `max_concurrency` clients train
+        on the latest version all the time, every `buffer_size` updates make a new version, each update
+        weighted by `staleness` ("constant" or "polynomial" with `staleness_exponent`) and refused when
+        staler than `max_staleness`; the session ends after `max_versions` versions or `max_duration`
+        seconds (one of them is required), validating every `validate_every` versions. Those left None
+        take the server's defaults. Extra keyword arguments are further SessionConfig fields
+        (client_settings, round_retries).
         """
+        asynchronous = {
+            "max_concurrency": max_concurrency,
+            "staleness": staleness,
+            "staleness_exponent": staleness_exponent,
+            "max_staleness": max_staleness,
+            "max_versions": max_versions,
+            "max_duration": max_duration,
+            "server_lr": server_lr,
+            "validate_every": validate_every,
+        }
         body = {
             "name": name or "",
             "model_id": model_id,
@@ -260,6 +286,8 @@ class APIClient:
                 "validate": validate,
                 "helper": helper,
                 "buffer_size": buffer_size,
+                "mode": mode,
+                **{key: value for key, value in asynchronous.items() if value is not None},
                 **config,
             },
         }
@@ -277,6 +305,12 @@ class APIClient:
     def get_session_progress(self, id: str) -> dict[str, Any] | None:
         """The running round's live progress, or None when no round of this session runs."""
         return self._get(f"/sessions/{id}/progress")["progress"]
+
+    def get_session_stats(self, id: str, window: int | None = None) -> dict[str, Any]:
+        """The session's pace and staleness from its records: versions (rounds) committed, versions per
+        second over the session and its last `window` versions, the staleness histogram, rejections by
+        reason and each version's updates and staleness (``GET /sessions/{id}/stats``)."""
+        return self._get(f"/sessions/{id}/stats", window=window)
 
     def stop_session(self, id: str) -> dict[str, Any]:
         return self._request("POST", f"/sessions/{id}/stop").json()

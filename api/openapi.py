@@ -38,7 +38,8 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "status": "Created, Started, Finished, Failed or Terminated (stopped)",
         "config": "how the session runs its rounds",
         "seed_model_id": "the model the first round trains from",
-        "rounds_done": "rounds whose model was committed; the running round is number rounds_done + 1",
+        "rounds_done": "rounds whose model was committed (async: versions committed); the running round is "
+        "number rounds_done + 1",
         "error": "why the session failed, if it did",
         "created_at": f"when the session was created, {_WHEN}",
         "started_at": f"when it started, {_WHEN}",
@@ -47,7 +48,7 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "lease_expires": f"when that controller's lease lapses unless renewed, {_WHEN}",
     },
     "SessionConfig": {
-        "rounds": "rounds to run",
+        "rounds": "rounds to run (sync; an async session ends by max_versions or max_duration)",
         "min_clients": "updates a round needs to succeed",
         "aggregator_kwargs": "numeric settings of the aggregator, by name",
         "validate": "ask the clients to validate each new model",
@@ -55,13 +56,14 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
     "Round": {
         "id": "the round's id",
         "session_id": "the session it belongs to",
-        "index": "0-based position within the session: people see round index + 1",
+        "index": "0-based position within the session: people see round index + 1 (async: the version "
+        "number)",
         "status": "Pending, Running, Finished or Failed",
         "config": "the session's config as this round ran it",
         "parent_model_id": "the global model the clients trained from",
         "model_id": "the model the round committed, once Finished",
         "combiners": "each combiner's part of the round",
-        "clients": "the updates that were averaged into the model",
+        "clients": "the updates that were averaged into the model (async: folded into the version)",
         "rejected": "the updates that were refused, with why",
         "error": "why the round failed, if it did",
         "created_at": f"when the round was created, {_WHEN}",

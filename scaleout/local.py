@@ -57,6 +57,10 @@ class LocalSettings:
     validate: bool = True
     aggregator: str = "fedavg"
     aggregator_kwargs: dict[str, float] = field(default_factory=dict)
+    mode: str = "sync"
+    buffer_size: int | None = None  # sync: end a round after this many updates; async: updates per version
+    # The async SessionConfig fields given (max_versions, staleness, ...); the API checks them.
+    async_config: dict[str, Any] = field(default_factory=dict)
     env_dir: Path | None = None  # python_env venv cache for the seed build and the clients; None: default
     startup_timeout: float = 900.0  # the first client may build the package's python_env
     port: int = DEFAULT_PORT  # the API's and dashboard's port when free, else any free one
@@ -137,6 +141,8 @@ class LocalFederation:
         repository = await asyncio.to_thread(
             open_model_repository, self.settings.models_uri, self.settings.s3_credentials
         )
+        # The controller makes its temporary files (reduce, server step) in it; it must exist.
+        (work / "controller").mkdir(exist_ok=True)
         controller = Controller(statestore, repository, ControllerSettings(work_dir=str(work / "controller")))
         listener = listen_socket(self.settings.port)
         api_port = listener.getsockname()[1]
@@ -274,10 +280,19 @@ class LocalFederation:
             validate=self.settings.validate,
             aggregator=self.settings.aggregator,
             aggregator_kwargs=self.settings.aggregator_kwargs,
+            buffer_size=self.settings.buffer_size,
+            mode=self.settings.mode,
+            **self.settings.async_config,
         )
+        stats: dict[str, Any] | None = None
         while not stop.is_set():
             session = await asyncio.to_thread(api.get_session, session_id)
-            self.on_status({"stage": "session", "session": session, "round": controller.progress(session_id)})
+            status = {"stage": "session", "session": session, "round": controller.progress(session_id)}
+            if session["config"]["mode"] == "async":  # its pace, read again only when a version is added
+                if stats is None or stats["versions"] != session["rounds_done"]:
+                    stats = await asyncio.to_thread(api.get_session_stats, session_id)
+                status["stats"] = stats
+            self.on_status(status)
             if session["status"] in ENDED:
                 return session_id
             with contextlib.suppress(TimeoutError):

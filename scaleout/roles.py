@@ -110,6 +110,7 @@ REST_RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/sessions/{{id}}/stop"): ADMIN_ONLY,
     ("GET", f"{API}/sessions/{{id}}/wait"): ADMIN_ONLY,
     ("GET", f"{API}/sessions/{{id}}/progress"): ADMIN_ONLY,
+    ("GET", f"{API}/sessions/{{id}}/stats"): ADMIN_ONLY,
     ("GET", f"{API}/sessions/{{id}}/final-metrics"): ADMIN_ONLY,
     ("GET", f"{API}/clients/{{id}}/activity"): ADMIN_ONLY,
     **{

@@ -15,9 +15,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from scaleout import round_rules as rules
 from scaleout.api.settings import DEFAULT_PORT
 from scaleout.cli import tables
 from scaleout.cli.aggregator import aggregator_options
+from scaleout.cli.asynchronous import async_options
 from scaleout.cli.common import env_dir_option, user_errors
 from scaleout.store import open_statestore
 from scaleout.store.uri import S3Credentials
@@ -71,6 +73,13 @@ console = Console()
     is_flag=True,
     help="Keep the API, dashboard and federation up after the session, until Ctrl-C.",
 )
+@click.option(
+    "--buffer-size",
+    type=click.IntRange(1),
+    help="Sync: end a round after this many updates. Async: updates per version "
+    f"[default: {rules.DEFAULT_ASYNC_BUFFER_SIZE}].",
+)
+@async_options
 @aggregator_options
 @env_dir_option
 def local_command(
@@ -86,11 +95,15 @@ def local_command(
     validate: bool,
     port: int,
     serve: bool,
+    buffer_size: int | None,
+    mode: str,
+    async_config: dict[str, Any],
     aggregator: str,
     aggregator_kwargs: dict[str, float],
     env_dir: Path,
 ) -> None:
-    """Run a session of ROUNDS rounds on PACKAGE_DIR with CLIENTS local clients.
+    """Run a session of ROUNDS rounds (or, with --mode async, of versions) on PACKAGE_DIR with CLIENTS
+    local clients.
 
     API, controller and one combiner run in this process; each client is its own process with its own
     data partition (SCALEOUT_DATA_PARTITION). The dashboard's URL is printed at the start; with
@@ -113,6 +126,9 @@ def local_command(
         validate=validate,
         aggregator=aggregator,
         aggregator_kwargs=aggregator_kwargs,
+        mode=mode,
+        buffer_size=buffer_size,
+        async_config=async_config,
         env_dir=env_dir,
         port=port,
         serve=serve,
@@ -140,8 +156,9 @@ def print_results(settings: "LocalSettings", session_id: str) -> str:
         session = store.sessions.get(session_id)
     finally:
         store.close()
-    total = settings.rounds
-    console.print(f"Session {session_id}: {session.status} ({session.rounds_done}/{total} rounds).")
+    done = tables.session_done(session.model_dump(mode="json"))
+    unit = "versions" if settings.mode == "async" else "rounds"
+    console.print(f"Session {session_id}: {session.status} ({done} {unit}).")
     if session.error:
         console.print(f"[red]{session.error}[/red]")
     console.print(f"The statestore and models are kept in {settings.work_dir}/ for inspection.")
@@ -207,17 +224,32 @@ class Progress:
         """Piped: a line per stage, then one per round as it ends (not the sub-second updates)."""
         if status.get("stage") == "session":
             session = status["session"]
-            done, total = session["rounds_done"], session["config"]["rounds"]
+            done = session["rounds_done"]
             if done == self.rounds_done:
                 return
             started = self.rounds_done is None
             self.rounds_done = done
-            line = f"session {session['id']}: {total} rounds" if started else f"round {done}/{total} done"
+            line = (
+                f"session {session['id']}: {tables.session_extent(session)}" if started else done_line(status)
+            )
         else:
             line = str(render_status(status))
         if line != self.last_line:
             self.last_line = line
             console.print(line, soft_wrap=True)
+
+
+def done_line(status: dict[str, Any]) -> str:
+    """Piped: the line for a round (or async version) that ended, with the async pace and staleness."""
+    session = status["session"]
+    if not tables.is_async(session):
+        return f"round {tables.session_done(session)} done"
+    stats = status["stats"]
+    return (
+        f"version {tables.session_done(session)} committed: "
+        f"{tables.per_minute(stats['versions_per_second'])} versions/min, "
+        f"staleness mean/max {tables.staleness_mean_max(stats)}"
+    )
 
 
 def render_status(status: dict[str, Any]) -> Text | Table:
@@ -228,6 +260,9 @@ def render_status(status: dict[str, Any]) -> Text | Table:
     if stage != "session":
         return Text(stage)
     session, live_round = status["session"], status.get("round")
+    if tables.is_async(session):
+        title = f"session {session['id']}  {session['status']}"
+        return tables.async_progress_table(title, session, status["stats"], live_round)
     table = Table(title=f"session {session['id']}  {session['status']}", title_justify="left")
     for column in ("round", "stage", "selected", "reported", "rejected", "elapsed"):
         table.add_column(column)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from scaleout.cli.remote import Remote, api_options, filter_id
@@ -9,14 +11,17 @@ from scaleout.cli.tables import (
     ALWAYS,
     HIGH,
     LOW,
+    STALENESS_HEADER,
     Column,
     example_count,
     field,
+    is_async,
     print_records,
     rejected_count,
     round_number,
     round_seconds,
     short_id,
+    staleness_range,
     update_count,
     when,
 )
@@ -27,6 +32,7 @@ ROUND_COLUMNS = [
     Column("round", round_number, "right", ALWAYS),
     Column("status", field("status"), keep=ALWAYS),
     Column("updates", update_count, "right", HIGH),
+    Column(STALENESS_HEADER, staleness_range, "right", HIGH),
     Column("rejected", rejected_count, "right"),
     Column("examples", example_count, "right", LOW),
     Column("seconds", round_seconds, "right"),
@@ -54,7 +60,14 @@ def list_rounds(remote: Remote, session_id: str | None) -> None:
 
 
 def round_columns(rounds: list[dict]) -> list[Column]:
-    """The columns for these rounds: epsilon only when a round spent privacy (central DP)."""
-    if any(r.get("epsilon") is not None for r in rounds):
-        return ROUND_COLUMNS
-    return [c for c in ROUND_COLUMNS if c.header != "epsilon"]
+    """The columns for these rounds: epsilon only when a round spent privacy (central DP); staleness
+    only with async versions, and "version" for the number when every round is one."""
+    left_out = set()
+    if all(r.get("epsilon") is None for r in rounds):
+        left_out.add("epsilon")
+    if not any(is_async(r) for r in rounds):
+        left_out.add(STALENESS_HEADER)
+    columns = [c for c in ROUND_COLUMNS if c.header not in left_out]
+    if rounds and all(is_async(r) for r in rounds):
+        columns = [replace(c, header="version") if c.header == "round" else c for c in columns]
+    return columns

@@ -11,20 +11,29 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from scaleout import round_rules as rules
 from scaleout.api.client import ENDED, APIClient, SessionTimeout
 from scaleout.cli.aggregator import aggregator_options
+from scaleout.cli.asynchronous import async_options
 from scaleout.cli.remote import Remote, api_options, resolve_id
 from scaleout.cli.tables import (
     ALWAYS,
     HIGH,
     LOW,
     Column,
+    async_progress_table,
     console,
     field,
+    is_async,
     key_value_table,
+    number,
+    per_minute,
     print_records,
     rounds_table,
+    session_done,
+    session_extent,
     short_id,
+    staleness_mean_max,
     when,
 )
 from scaleout.store.entities import SessionConfig
@@ -51,7 +60,13 @@ def session_group() -> None:
     "--min-clients", type=click.IntRange(1), default=1, show_default=True, help="Updates a round needs."
 )
 @click.option("--requested-clients", type=click.IntRange(1), help="Clients to select (default: all).")
-@click.option("--buffer-size", type=click.IntRange(1), help="End a round after this many updates.")
+@click.option(
+    "--buffer-size",
+    type=click.IntRange(1),
+    help="Sync: end a round after this many updates. Async: updates per version "
+    f"[default: {rules.DEFAULT_ASYNC_BUFFER_SIZE}].",
+)
+@async_options
 @aggregator_options
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Validate every new model.")
 @click.option("--helper", default="numpyhelper", show_default=True, help="Helper that reads the models.")
@@ -95,6 +110,8 @@ def start(
     min_clients: int,
     requested_clients: int | None,
     buffer_size: int | None,
+    mode: str,
+    async_config: dict[str, Any],
     aggregator: str,
     aggregator_kwargs: dict[str, float],
     validate: bool,
@@ -122,6 +139,8 @@ def start(
             helper=helper,
             model_id=resolve_id(api, "models", model_id) if model_id else None,
             buffer_size=buffer_size,
+            mode=mode,
+            **async_config,
             max_update_norm=max_update_norm,
             clip_updates=clip_updates,
             round_retries=round_retries,
@@ -149,7 +168,7 @@ def start(
 def started_message(session: dict[str, Any]) -> str:
     return (
         f"Session {session['name']} ({session['id']}) is {session['status']}: "
-        f"{session['config']['rounds']} rounds; follow it with `scaleout session show {session['id']}`."
+        f"{session_extent(session)}; follow it with `scaleout session show {session['id']}`."
     )
 
 
@@ -159,13 +178,22 @@ def watch(api: APIClient, session_id: str) -> dict[str, Any]:
     session = api.get_session(session_id)
     with Live(Text("starting"), console=console(stderr=True), refresh_per_second=4) as live:
         while session["status"] not in ENDED:
-            live.update(progress_view(session, api.get_session_progress(session_id), began))
+            live.update(live_view(api, session, began))
             try:
                 session = api.wait_for_session(session_id, timeout=REFRESH)
             except SessionTimeout:
                 session = api.get_session(session_id)
-        live.update(progress_view(session, None, began))
+        live.update(live_view(api, session, began))
     return session
+
+
+def live_view(api: APIClient, session: dict[str, Any], began: float) -> Table:
+    """The live table: the running round, or an async session's pace, staleness and buffer."""
+    live = api.get_session_progress(session["id"]) if session["status"] not in ENDED else None
+    title = f"session {session['name']}  {session['status']}  {time.monotonic() - began:.1f} s"
+    if is_async(session):
+        return async_progress_table(title, session, api.get_session_stats(session["id"]), live)
+    return progress_view(session, live, began)
 
 
 def progress_view(session: dict[str, Any], live: dict[str, Any] | None, began: float) -> Table:
@@ -194,7 +222,10 @@ def session_report(api: APIClient, session: dict[str, Any]) -> dict[str, Any]:
     """The session with its rounds and validations, each as the API answers them."""
     rounds = api.get_rounds(session_id=session["id"], sort_key="index")
     validations = api.get_validations(session_id=session["id"])
-    return {"session": session, "rounds": rounds, "validations": validations}
+    report = {"session": session, "rounds": rounds, "validations": validations}
+    if is_async(session):
+        report["stats"] = api.get_session_stats(session["id"])
+    return report
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -206,7 +237,7 @@ def print_report(report: dict[str, Any]) -> None:
             {
                 "name": session["name"],
                 "status": session["status"],
-                "rounds done": f"{session['rounds_done']}/{session['config']['rounds']}",
+                **summary(report),
                 "seed model": session.get("seed_model_id"),
                 "created": when(session.get("created_at")),
                 "started": when(session.get("started_at")),
@@ -219,11 +250,30 @@ def print_report(report: dict[str, Any]) -> None:
     out.print(rounds_table(report["rounds"]["result"], report["validations"]["result"], out.width))
 
 
+def summary(report: dict[str, Any]) -> dict[str, str]:
+    """Rounds done; for an async session versions done, their pace, staleness and rejections."""
+    session, stats = report["session"], report.get("stats")
+    if stats is None:
+        return {"rounds done": session_done(session)}
+    counts = stats["staleness"]["counts"]
+    rejected = ", ".join(f"{reason} {count}" for reason, count in stats["rejected"].items())
+    return {
+        "versions done": session_done(session),
+        "versions/min": per_minute(stats["versions_per_second"]),
+        f"versions/min, last {stats['window']}": per_minute(stats["recent_versions_per_second"]),
+        "updates/version": number(stats["updates_per_version"]),
+        "staleness mean/max": staleness_mean_max(stats),
+        "staleness histogram": "  ".join(f"{tau}:{count}" for tau, count in enumerate(counts)),
+        "rejected": rejected or "0",
+    }
+
+
 SESSION_COLUMNS = [
     Column("id", field("id", short_id), keep=HIGH),
     Column("name", field("name"), keep=ALWAYS),
     Column("status", field("status"), keep=ALWAYS),
-    Column("rounds", lambda s: f"{s['rounds_done']}/{s['config']['rounds']}", "right", HIGH),
+    Column("rounds", session_done, "right", HIGH),
+    Column("mode", lambda s: s["config"].get("mode", "sync"), keep=LOW),
     Column("aggregator", lambda s: s["config"]["aggregator"]),
     Column("seed model", field("seed_model_id", short_id), keep=LOW),
     Column("started", field("started_at", when), keep=HIGH),

@@ -250,6 +250,88 @@ def round_seconds(round_: Mapping[str, Any]) -> str:
     return duration(round_.get("started_at"), round_.get("finished_at"))
 
 
+def is_async(record: Mapping[str, Any]) -> bool:
+    """A session, or a round of one, in async (FedBuff) mode: its rounds are model versions."""
+    return record.get("config", {}).get("mode") == "async"
+
+
+def staleness_range(round_: Mapping[str, Any]) -> str:
+    """min/mean/max staleness of the updates folded into an async version ("0/0.50/1"); blank if none."""
+    taus = [c["staleness"] for c in round_.get("clients", []) if c.get("staleness") is not None]
+    if not taus:
+        return ""
+    return f"{min(taus)}/{statistics.fmean(taus):.2f}/{max(taus)}"
+
+
+def staleness_mean_max(stats: Mapping[str, Any]) -> str:
+    """Mean/max staleness of a session's folded updates, from GET /sessions/{id}/stats ("0.67/2")."""
+    staleness = stats["staleness"]
+    return f"{number(staleness['mean'])}/{staleness['max']}" if staleness["updates"] else ""
+
+
+def async_progress_table(
+    title: str, session: Mapping[str, Any], stats: Mapping[str, Any], live: Mapping[str, Any] | None
+) -> Table:
+    """An async session's live line: versions done, versions/min over the session and its last ones,
+    updates per version, staleness mean/max, rejected updates, and from the controller's live progress
+    (when it runs the session) the buffer's fill and the clients training now."""
+    live = live if live and live.get("mode") == "async" else None
+    # Short headers, so the line fits 80 columns; the caption says what they mean.
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    headers = (
+        "version",
+        "per min",
+        f"last {stats['window']}",
+        "upd/ver",
+        "τ mean/max",
+        "rej.",
+        "buffer",
+        "busy",
+    )
+    for header in headers:
+        table.add_column(header)
+    table.caption = (
+        f"versions per minute over the session and its last {stats['window']}; updates per version; "
+        "staleness τ; updates rejected; the buffer's updates; clients training now"
+    )
+    table.add_row(
+        session_done(session),
+        per_minute(stats["versions_per_second"]),
+        per_minute(stats["recent_versions_per_second"]),
+        number(stats["updates_per_version"]),
+        staleness_mean_max(stats),
+        str(sum(stats["rejected"].values())),
+        f"{live['buffer_fill']}/{live['buffer_size']}" if live else "",
+        str(live["in_flight"]) if live else "",
+    )
+    return table
+
+
+def per_minute(per_second: float | None) -> str:
+    return "" if per_second is None else f"{per_second * 60:.2f}"
+
+
+def session_done(session: Mapping[str, Any]) -> str:
+    """Rounds (or async versions) done out of the session's target: "3/5", or "3" for an async session
+    that ends by time only."""
+    config = session["config"]
+    target = config.get("max_versions") if is_async(session) else config["rounds"]
+    return f"{session['rounds_done']}/{target}" if target else str(session["rounds_done"])
+
+
+def session_extent(session: Mapping[str, Any]) -> str:
+    """How long the session runs, for people: "5 rounds", "async: 40 versions or 600 s"."""
+    config = session["config"]
+    if not is_async(session):
+        return f"{config['rounds']} rounds"
+    ends = [f"{config['max_versions']} versions"] if config.get("max_versions") else []
+    ends += [f"{config['max_duration']:g} s"] if config.get("max_duration") else []
+    return f"async: {' or '.join(ends)}"
+
+
+STALENESS_HEADER = "staleness\nmin/mean/max"
+
+
 def rounds_table(
     rounds: Sequence[Mapping[str, Any]], validations: Sequence[Mapping[str, Any]], width: int | None = None
 ) -> Table:
@@ -264,10 +346,12 @@ def rounds_table(
     def metric(position: int) -> Callable[[Mapping[str, Any]], str]:
         return lambda round_: means[round_["id"]][position]
 
+    versions = any(is_async(round_) for round_ in rounds)
     columns = [
-        Column("round", round_number, "right", ALWAYS),
+        Column("version" if versions else "round", round_number, "right", ALWAYS),
         Column("status", field("status"), keep=ALWAYS),
         Column("updates", update_count, "right", HIGH),
+        *([Column(STALENESS_HEADER, staleness_range, "right", HIGH)] if versions else []),
         Column("rejected", rejected_count, "right", MEDIUM),
         Column("examples", example_count, "right"),
         Column("seconds", round_seconds, "right", MEDIUM),
@@ -277,4 +361,5 @@ def rounds_table(
     ]
     if not any(round_.get("error") for round_ in rounds):
         columns.pop()
-    return records_table("Rounds (validation metrics: mean over clients)", rounds, columns, width)
+    title = "Versions" if versions else "Rounds"
+    return records_table(f"{title} (validation metrics: mean over clients)", rounds, columns, width)

@@ -26,6 +26,9 @@ ENTITIES = [
     "Combiner",
     "Package",
     "Event",
+    "SessionStats",
+    "StalenessStats",
+    "VersionStats",
 ]
 SOURCES = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:url|_url)\s*:\s*["']([^"']+)["']""")
 

@@ -26,6 +26,16 @@ CONFIG = {
     "max_update_norm": 10.0,
     "clip_updates": True,
     "retry_timeout": 30.0,
+    # sync (central DP is sync only), with every async field set: stored as given all the same
+    "mode": "sync",
+    "max_concurrency": 6,
+    "staleness": "constant",
+    "staleness_exponent": 1.5,
+    "max_staleness": 4,
+    "max_versions": 20,
+    "max_duration": 90.0,
+    "server_lr": 0.5,
+    "validate_every": 2,
 }
 
 

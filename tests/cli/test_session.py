@@ -63,6 +63,16 @@ def test_session_start_stores_the_config_exactly(server, tmp_path):
         "retry_timeout": 30.0,
         "max_update_norm": 12.5,
         "clip_updates": True,
+        # the async fields, unset: SessionConfig's defaults
+        "mode": "sync",
+        "max_concurrency": None,
+        "staleness": "polynomial",
+        "staleness_exponent": 0.5,
+        "max_staleness": None,
+        "max_versions": None,
+        "max_duration": None,
+        "server_lr": 1.0,
+        "validate_every": 1,
     }
     # This API hosts no controller, so nobody runs it: it stays Started, and stop ends it.
     assert f"Session exact ({session['id']}) is Started: 3 rounds" in output

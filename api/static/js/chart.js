@@ -26,15 +26,18 @@ export function metricNames(validations) {
   return [...names].sort();
 }
 
-export function clientSeries(validations, roundIndex, metric, names) {
-  // one series per client: its value of `metric` in each round (x = 1-based round number)
+export function clientSeries(validations, roundIndex, metric, names, xOf = roundNumber) {
+  // one series per client: its value of `metric` in each round (x = 1-based round number, or what
+  // xOf makes of the round's 0-based index, e.g. its commit's seconds since the session started)
   const byClient = new Map();
   for (const v of validations) {
     const index = roundIndex.get(v.round_id);
     const value = (v.metrics || {})[metric];
     if (index === undefined || typeof value !== "number" || !Number.isFinite(value)) continue;
     if (!byClient.has(v.client_id)) byClient.set(v.client_id, []);
-    byClient.get(v.client_id).push({ x: roundNumber(index), y: value });
+    const x = xOf(index);
+    if (x === null || x === undefined) continue;
+    byClient.get(v.client_id).push({ x, y: value });
   }
   return [...byClient.entries()]
     .map(([id, points]) => ({ key: id, name: names.get(id) || id, points: points.sort((a, b) => a.x - b.x) }))
@@ -79,7 +82,7 @@ function tickLabel(value, step) {
   return value.toFixed(decimals);
 }
 
-function axes(metric, xs, ys) {
+function axes(metric, xs, ys, xLabel, firstTick) {
   let xLo = Math.min(...xs);
   let xHi = Math.max(...xs);
   if (xLo === xHi) {
@@ -100,25 +103,30 @@ function axes(metric, xs, ys) {
   }
   const xStep = Math.max(1, Math.round(niceStep(xHi - xLo, 8)));
   for (let t = Math.ceil(xLo / xStep) * xStep; t <= xHi; t += xStep) {
-    if (t < 1) continue; // rounds start at 1
+    if (t < firstTick) continue; // rounds and versions start at 1, wall time at 0
     grid.append(s("text", { x: px(t).toFixed(1), y: M.top + plotH + 18, class: "tick", "text-anchor": "middle" }, String(t)));
   }
   grid.append(
     s("line", { class: "axis", x1: M.left, x2: W - M.right, y1: M.top + plotH, y2: M.top + plotH }),
     s("line", { class: "axis", x1: M.left, x2: M.left, y1: M.top, y2: M.top + plotH }),
-    s("text", { x: M.left + plotW / 2, y: H - 6, class: "axis-label", "text-anchor": "middle" }, "round"),
+    s("text", { x: M.left + plotW / 2, y: H - 6, class: "axis-label", "text-anchor": "middle" }, xLabel),
     s("text", { x: 12, y: M.top + plotH / 2, class: "axis-label", "text-anchor": "middle", transform: `rotate(-90 12 ${M.top + plotH / 2})` }, metric),
   );
   return { grid, px, py };
 }
 
-export function lineChart(metric, series, { selectable = true } = {}) {
-  // A figure: the SVG and a legend naming each series; unticking a series hides it.
+const BY_ROUND = { xLabel: "round", firstTick: 1, at: (x) => `round ${x}` };
+export const BY_VERSION = { xLabel: "version", firstTick: 1, at: (x) => `version ${x}` };
+export const BY_WALL_TIME = { xLabel: "seconds since the session started", firstTick: 0, at: (x) => `${fmtNumber(x)} s` };
+
+export function lineChart(metric, series, { selectable = true, axis = BY_ROUND } = {}) {
+  // A figure: the SVG and a legend naming each series; unticking a series hides it. `axis` says what x
+  // is: rounds (default), async versions or wall time, in the axis label and every point's hover.
   const drawn = series.filter((x) => x.points.length);
   const all = drawn.flatMap((x) => x.points);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img", "aria-label": metric, preserveAspectRatio: "xMidYMid meet" });
   if (!all.length) return h("figure", { class: "chart" }, h("figcaption", null, metric), h("p", { class: "empty" }, "No values."));
-  const { grid, px, py } = axes(metric, all.map((p) => p.x), all.map((p) => p.y));
+  const { grid, px, py } = axes(metric, all.map((p) => p.x), all.map((p) => p.y), axis.xLabel, axis.firstTick);
   svg.append(grid);
   const groups = new Map();
   for (const serie of drawn) {
@@ -126,7 +134,7 @@ export function lineChart(metric, series, { selectable = true } = {}) {
     g.append(s("polyline", { class: "line", points: serie.points.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(" ") }));
     if (serie.points.length <= MAX_MARKED_POINTS) {
       for (const p of serie.points) {
-        g.append(s("circle", { class: "point", cx: px(p.x).toFixed(1), cy: py(p.y).toFixed(1), r: serie.mean ? 3.4 : 2.6 }, s("title", null, `${serie.name}, round ${p.x}: ${fmtNumber(p.y)}`)));
+        g.append(s("circle", { class: "point", cx: px(p.x).toFixed(1), cy: py(p.y).toFixed(1), r: serie.mean ? 3.4 : 2.6 }, s("title", null, `${serie.name}, ${axis.at(p.x)}: ${fmtNumber(p.y)}`)));
       }
     }
     groups.set(serie.key, g);
@@ -145,8 +153,38 @@ export function lineChart(metric, series, { selectable = true } = {}) {
       const swatch = h("span", { class: "swatch" });
       swatch.style.background = serie.colour;
       const last = serie.points[serie.points.length - 1];
-      return h("label", { class: "legend-item", title: `latest: ${fmtNumber(last.y)} in round ${last.x}` }, box, swatch, serie.name);
+      return h("label", { class: "legend-item", title: `latest: ${fmtNumber(last.y)} at ${axis.at(last.x)}` }, box, swatch, serie.name);
     }),
   );
   return h("figure", { class: "chart" }, h("figcaption", null, metric), svg, legend);
+}
+
+export function histogram(title, counts, { xLabel, barTitle }) {
+  // A bar per position of `counts` (e.g. updates per staleness tau), its count in the bar's hover.
+  const plotW = W - M.left - M.right;
+  const plotH = H - M.top - M.bottom;
+  const y = niceDomain(0, Math.max(1, ...counts), 5);
+  const py = (v) => M.top + plotH - ((v - y.lo) / (y.hi - y.lo)) * plotH;
+  const slot = plotW / Math.max(1, counts.length);
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img", "aria-label": title, preserveAspectRatio: "xMidYMid meet" });
+  const grid = s("g", { class: "grid" });
+  for (const t of y.ticks) {
+    grid.append(
+      s("line", { x1: M.left, x2: W - M.right, y1: py(t).toFixed(1), y2: py(t).toFixed(1) }),
+      s("text", { x: M.left - 8, y: py(t).toFixed(1), class: "tick tick-y", "dominant-baseline": "middle", "text-anchor": "end" }, tickLabel(t, y.step)),
+    );
+  }
+  const labelEvery = Math.max(1, Math.ceil(counts.length / 20));
+  const bars = s("g", { class: "hist-bars", fill: colour(0) });
+  counts.forEach((count, i) => {
+    const x = M.left + i * slot;
+    bars.append(s("rect", { class: "hist-bar", x: (x + slot * 0.1).toFixed(1), y: py(count).toFixed(1), width: (slot * 0.8).toFixed(1), height: (py(0) - py(count)).toFixed(1) }, s("title", null, barTitle(i, count))));
+    if (i % labelEvery === 0) grid.append(s("text", { x: (x + slot / 2).toFixed(1), y: M.top + plotH + 18, class: "tick", "text-anchor": "middle" }, String(i)));
+  });
+  grid.append(
+    s("line", { class: "axis", x1: M.left, x2: W - M.right, y1: M.top + plotH, y2: M.top + plotH }),
+    s("text", { x: M.left + plotW / 2, y: H - 6, class: "axis-label", "text-anchor": "middle" }, xLabel),
+  );
+  svg.append(grid, bars);
+  return h("figure", { class: "chart histogram" }, h("figcaption", null, title), svg);
 }

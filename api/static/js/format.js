@@ -5,6 +5,15 @@ export function roundNumber(index) {
   return index + 1;
 }
 
+export function sessionDone(session) {
+  // Rounds done out of the session's rounds; an async session counts versions, out of max_versions when
+  // it ends by count (by time only: no total).
+  const versions = session.config.mode === "async";
+  const total = versions ? session.config.max_versions : session.config.rounds;
+  const done = session.rounds_done;
+  return { done, total: total || done, text: total ? `${done} / ${total}` : String(done), unit: versions ? "versions" : "rounds" };
+}
+
 function parseTime(iso) {
   if (!iso) return null;
   let text = String(iso).replace(/(\.\d{3})\d+/, "$1"); // microseconds: not every engine parses them

@@ -34,8 +34,9 @@ export function saveBlob(blob, fileName) {
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
-export function modelsTable(models, roundIndex, empty = NO_MODEL) {
-  const roundCell = (m) => (roundIndex && roundIndex.has(m.round_id) ? `round ${roundNumber(roundIndex.get(m.round_id))}` : idCell(m.round_id));
+export function modelsTable(models, roundIndex, empty = NO_MODEL, unit = "round") {
+  // unit: "version" in an async session's trail, whose rounds are its versions
+  const roundCell = (m) => (roundIndex && roundIndex.has(m.round_id) ? `${unit} ${roundNumber(roundIndex.get(m.round_id))}` : idCell(m.round_id));
   return table(
     [
       { label: "Model", cell: (m) => idCell(m.id) },

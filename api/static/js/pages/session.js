@@ -1,11 +1,13 @@
 /* #/sessions/ID: one session: live round, metrics per client, rounds (paged), model trail, events;
- * stop it, export its metrics. Rounds read from 1 ("Round 3 of 5"); the stored index is 0-based. */
+ * stop it, export its metrics. Rounds read from 1 ("Round 3 of 5"); the stored index is 0-based.
+ * An async (FedBuff) session's rounds are its versions: its page adds their pace and staleness
+ * (GET /sessions/ID/stats) and plots the metrics over versions or, with ?axis=time, over wall time. */
 
 import { AuthRequired, api, apiPost, clientNames, fetchAll } from "../api.js";
 import { card, definitions, h, idCell, pager, pill, progressBar, table, timeCell } from "../dom.js";
-import { between, fmtDuration, fmtNumber, roundNumber, shortId } from "../format.js";
+import { between, fmtDuration, fmtNumber, roundNumber, sessionDone, shortId } from "../format.js";
 import { errorText, isCurrent, later, show, showError } from "../router.js";
-import { clientSeries, lineChart, meanSeries, metricNames } from "../chart.js";
+import { BY_VERSION, BY_WALL_TIME, clientSeries, histogram, lineChart, meanSeries, metricNames } from "../chart.js";
 import { eventsTable } from "./events.js";
 import { NO_MODEL, downloadLink, modelsTable, saveBlob } from "./models.js";
 
@@ -22,7 +24,12 @@ async function loadSession(id) {
     api("/api/v1/events/", { session_id: id, sort_key: "timestamp", sort_order: "desc", limit: 50 }),
     clientNames(),
   ]);
-  return { session, rounds, validations, models, events, names };
+  const stats = isAsync(session) ? await api(`/api/v1/sessions/${encodeURIComponent(id)}/stats`) : null;
+  return { session, rounds, validations, models, events, names, stats };
+}
+
+function isAsync(session) {
+  return session.config.mode === "async";
 }
 
 export async function renderSession(gen, id, params) {
@@ -47,7 +54,7 @@ export async function renderSession(gen, id, params) {
     try {
       const { progress } = await api(`/api/v1/sessions/${encodeURIComponent(id)}/progress`);
       if (!isCurrent(gen)) return;
-      live.replaceChildren(liveCard(progress, data.session.config.rounds));
+      live.replaceChildren(isAsync(data.session) ? asyncLiveCard(progress) : liveCard(progress, data.session.config.rounds));
       const roundId = progress ? progress.round_id : null;
       if (roundId !== lastRound || Date.now() - lastRefresh >= REFRESH_MS) {
         lastRound = roundId;
@@ -94,7 +101,7 @@ function stopButton(session) {
 }
 
 function sessionHeader(session) {
-  const total = session.config.rounds;
+  const done = sessionDone(session);
   return h(
     "div",
     { class: "session-header" },
@@ -103,7 +110,7 @@ function sessionHeader(session) {
     h(
       "div",
       { class: "session-meta" },
-      h("span", { class: "rounds-cell" }, progressBar(session.rounds_done, total), `${session.rounds_done} / ${total} rounds done`),
+      h("span", { class: "rounds-cell" }, progressBar(done.done, done.total), `${done.text} ${done.unit} done`),
       h("span", null, "created ", timeCell(session.created_at)),
       session.started_at ? h("span", null, "ran ", fmtDuration(between(session.started_at, session.finished_at))) : null,
       h("span", { class: "mono muted", title: "session id" }, session.id),
@@ -147,17 +154,44 @@ function liveCard(progress, total) {
   );
 }
 
+function asyncLiveCard(progress) {
+  // The version being built: its buffer's fill out of buffer_size, the clients training now.
+  if (!progress) {
+    return card("Live version", h("p", { class: "muted" }, "No version is being built right now: the controller is committing one, or is about to resume the session."));
+  }
+  return h(
+    "section",
+    { class: "card live" },
+    h("h2", null, h("span", { class: "pulse" }), `Version ${roundNumber(progress.version)} is being built`, progress.attempt > 1 ? ` (attempt ${progress.attempt})` : ""),
+    h(
+      "div",
+      { class: "stats compact" },
+      liveStat("Stage", progress.stage),
+      liveStat("Buffer", `${fmtNumber(progress.buffer_fill)} / ${fmtNumber(progress.buffer_size)}`),
+      liveStat("Training", fmtNumber(progress.in_flight)),
+      liveStat("Rejected", fmtNumber(progress.updates_rejected)),
+      liveStat("This version", fmtDuration(progress.elapsed)),
+      liveStat("Session", fmtDuration(progress.session_elapsed)),
+    ),
+    progressBar(progress.buffer_fill, progress.buffer_size, "updates in the buffer / updates per version"),
+  );
+}
+
 function liveStat(label, value) {
   return h("div", { class: "stat" }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value));
 }
 
-function sessionSections({ session, rounds, validations, models, events, names }, params) {
+function sessionSections({ session, rounds, validations, models, events, names, stats }, params) {
   const roundIndex = new Map(rounds.map((r) => [r.id, r.index]));
+  const metrics = stats
+    ? [axisToggle(session, params), metricCharts(validations, roundIndex, names, asyncAxis(stats, params))]
+    : [metricCharts(validations, roundIndex, names)];
   return [
+    stats ? card("Asynchronous training", asyncStats(stats)) : null,
     h("div", { class: "two-columns" }, card("Configuration", configList(session)), card("Models", modelSummary(session, models))),
-    card("Validation metrics", metricCharts(validations, roundIndex, names), exportLinks(session, validations, roundIndex, names)),
-    card("Rounds", roundsTable(rounds, params, session, names)),
-    card("Model trail", modelTrail(models, roundIndex)),
+    card("Validation metrics", ...metrics, exportLinks(session, validations, roundIndex, names)),
+    card(isAsync(session) ? "Versions" : "Rounds", roundsTable(rounds, params, session, names)),
+    card("Model trail", modelTrail(models, roundIndex, isAsync(session) ? "version" : "round")),
     card(
       "Events",
       eventsTable(events.result, names),
@@ -166,7 +200,59 @@ function sessionSections({ session, rounds, validations, models, events, names }
   ];
 }
 
-function metricCharts(validations, roundIndex, names) {
+function asyncStats(stats) {
+  // The pace of versions, over the session and its last few, and how stale the folded updates were.
+  const perSecond = (rate) => (rate === null ? "–" : `${fmtNumber(rate)} /s`);
+  const rejected = Object.entries(stats.rejected);
+  const { staleness } = stats;
+  return [
+    h(
+      "div",
+      { class: "stats compact async-stats" },
+      liveStat("Versions", fmtNumber(stats.versions)),
+      liveStat("Versions/s", perSecond(stats.versions_per_second)),
+      liveStat(`Last ${stats.window}`, perSecond(stats.recent_versions_per_second)),
+      liveStat("Updates/version", stats.updates_per_version === null ? "–" : fmtNumber(stats.updates_per_version)),
+      liveStat("Staleness mean", staleness.mean === null ? "–" : fmtNumber(staleness.mean)),
+      liveStat("Staleness max", staleness.max === null ? "–" : String(staleness.max)),
+      liveStat("Rejected", fmtNumber(rejected.reduce((sum, [, n]) => sum + n, 0))),
+    ),
+    rejected.length ? h("p", { class: "rejected-reasons muted" }, "Rejected by reason: ", rejected.map(([reason, n]) => `${reason} ${n}`).join(", ")) : null,
+    staleness.updates
+      ? h(
+          "div",
+          { class: "charts" },
+          histogram("Staleness of the folded updates", staleness.counts, {
+            xLabel: "staleness τ (versions behind)",
+            barTitle: (tau, count) => `τ = ${tau}: ${count} update${count === 1 ? "" : "s"}`,
+          }),
+        )
+      : h("p", { class: "empty" }, "No update folded yet."),
+  ];
+}
+
+function asyncAxis(stats, params) {
+  // x of a validated version: its number, or its commit's seconds since the session started
+  if (params.get("axis") !== "time") return { axis: BY_VERSION, xOf: roundNumber };
+  const seconds = new Map(stats.per_version.map((v) => [v.version - 1, v.seconds]));
+  return { axis: BY_WALL_TIME, xOf: (index) => seconds.get(index) };
+}
+
+function axisToggle(session, params) {
+  // links, so the choice is in the address and survives the page's refreshes
+  const byTime = params.get("axis") === "time";
+  const link = (label, axis, active) => {
+    const next = new URLSearchParams(params);
+    if (axis) next.set("axis", axis);
+    else next.delete("axis");
+    const query = next.toString();
+    const href = `#/sessions/${encodeURIComponent(session.id)}${query ? `?${query}` : ""}`;
+    return h("a", { href, class: active ? "active" : null, "aria-current": active ? "true" : null }, label);
+  };
+  return h("p", { class: "axis-toggle" }, "Plot over ", link("versions", null, !byTime), " · ", link("wall time", "time", byTime));
+}
+
+function metricCharts(validations, roundIndex, names, { axis, xOf } = {}) {
   const metrics = metricNames(validations);
   if (!metrics.length) {
     return h("p", { class: "empty" }, "No validation metrics yet: they appear after each round when the session validates (config validate: true).");
@@ -175,8 +261,8 @@ function metricCharts(validations, roundIndex, names) {
     "div",
     { class: "charts" },
     metrics.map((metric) => {
-      const series = clientSeries(validations, roundIndex, metric, names);
-      return lineChart(metric, [...series, meanSeries(series)]);
+      const series = clientSeries(validations, roundIndex, metric, names, xOf);
+      return lineChart(metric, [...series, meanSeries(series)], { axis });
     }),
   );
 }
@@ -218,6 +304,7 @@ function configList(session) {
   const c = session.config;
   const kwargs = Object.entries(c.aggregator_kwargs || {});
   const settings = Object.entries(c.client_settings || {});
+  if (isAsync(session)) return definitions(asyncConfig(c));
   return definitions([
     ["Rounds", String(c.rounds)],
     ["Round timeout", `${fmtNumber(c.round_timeout)} s`],
@@ -232,6 +319,23 @@ function configList(session) {
   ]);
 }
 
+function asyncConfig(c) {
+  const orDash = (value, unit = "") => (value === null ? "–" : `${fmtNumber(value)}${unit}`);
+  return [
+    ["Mode", "async (FedBuff)"],
+    ["Max versions", orDash(c.max_versions)],
+    ["Max duration", orDash(c.max_duration, " s")],
+    ["Updates per version", c.buffer_size === null ? "the server's default" : String(c.buffer_size)],
+    ["Max concurrency", c.max_concurrency === null ? "all clients" : String(c.max_concurrency)],
+    ["Staleness", c.staleness === "polynomial" ? `polynomial, (1 + τ)^−${fmtNumber(c.staleness_exponent)}` : "constant"],
+    ["Max staleness", c.max_staleness === null ? "no bound" : String(c.max_staleness)],
+    ["Server learning rate", fmtNumber(c.server_lr)],
+    ["Aggregator", c.aggregator],
+    ["Validate", c.validate ? `every ${c.validate_every} version${c.validate_every === 1 ? "" : "s"}` : "no"],
+    ["Helper", c.helper],
+  ];
+}
+
 function modelSummary(session, models) {
   const latest = models[0];
   return definitions([
@@ -243,13 +347,13 @@ function modelSummary(session, models) {
   ]);
 }
 
-function modelTrail(models, roundIndex) {
+function modelTrail(models, roundIndex, unit) {
   // A long session's trail is one model per round: the latest few open, the rest behind a click.
-  const trail = modelsTable(models.slice(0, ROUNDS_PAGE), roundIndex, "No model committed in this session yet.");
+  const trail = modelsTable(models.slice(0, ROUNDS_PAGE), roundIndex, "No model committed in this session yet.", unit);
   if (models.length <= ROUNDS_PAGE) return trail;
   return [
     trail,
-    h("details", { class: "older" }, h("summary", null, `${models.length - ROUNDS_PAGE} older models`), modelsTable(models.slice(ROUNDS_PAGE), roundIndex)),
+    h("details", { class: "older" }, h("summary", null, `${models.length - ROUNDS_PAGE} older models`), modelsTable(models.slice(ROUNDS_PAGE), roundIndex, undefined, unit)),
   ];
 }
 
@@ -261,9 +365,10 @@ function roundsTable(rounds, params, session, names) {
   return [
     table(
       [
-        { label: "Round", class: "num", cell: (r) => String(roundNumber(r.index)) },
+        { label: isAsync(session) ? "Version" : "Round", class: "num", cell: (r) => String(roundNumber(r.index)) },
         { label: "Status", cell: (r) => (r.error ? h("span", { title: r.error }, pill(r.status), " ", h("span", { class: "error small" }, r.error)) : pill(r.status)) },
         { label: "Updates", class: "num", cell: (r) => String(r.clients.length) },
+        isAsync(session) ? { label: "Staleness min/mean/max", class: "num", cell: stalenessRange } : null,
         { label: "Examples", class: "num", cell: (r) => fmtNumber(r.clients.reduce((sum, c) => sum + c.num_examples, 0)) },
         { label: "Duration", class: "num", cell: (r) => fmtDuration(between(r.started_at, r.finished_at)) },
         {
@@ -273,12 +378,19 @@ function roundsTable(rounds, params, session, names) {
         },
         { label: "Rejected", cell: (r) => rejectedCell(r, name) },
         { label: "Model", cell: (r) => idCell(r.model_id) },
-      ],
+      ].filter(Boolean),
       shown,
       "No round has started yet.",
     ),
     rounds.length > ROUNDS_PAGE ? pager(params, rounds.length, ROUNDS_PAGE, `sessions/${encodeURIComponent(session.id)}`, ["← Earlier rounds", "Later rounds →"]) : null,
   ];
+}
+
+function stalenessRange(round) {
+  const taus = round.clients.map((c) => c.staleness).filter((tau) => tau !== null && tau !== undefined);
+  if (!taus.length) return "–";
+  const mean = taus.reduce((a, b) => a + b, 0) / taus.length;
+  return `${Math.min(...taus)} / ${mean.toFixed(2)} / ${Math.max(...taus)}`;
 }
 
 function rejectedCell(round, name) {

@@ -2,7 +2,7 @@
 
 import { MAX_LIMIT, api, apiPost, orNull } from "../api.js";
 import { card, definitions, h, hint, pager, pill, progressBar, sessionLink, table, timeCell } from "../dom.js";
-import { between, fmtDuration, fmtNumber } from "../format.js";
+import { between, fmtDuration, fmtNumber, sessionDone } from "../format.js";
 import { errorText, every, show } from "../router.js";
 import { NO_PACKAGE } from "./overview.js";
 
@@ -48,7 +48,7 @@ export async function renderSessions(gen, parts, params) {
           { label: "", cell: pick },
           { label: "Name", cell: sessionLink },
           { label: "Status", cell: (x) => pill(x.status) },
-          { label: "Rounds", cell: (x) => h("span", { class: "rounds-cell" }, progressBar(x.rounds_done, x.config.rounds), `${x.rounds_done} / ${x.config.rounds}`) },
+          { label: "Rounds", cell: roundsCell },
           { label: "Final metrics", cell: (x) => finalMetrics(finals.get(x.id)) },
           { label: "Aggregator", cell: (x) => x.config.aggregator },
           { label: "Created", cell: (x) => timeCell(x.created_at) },
@@ -62,6 +62,12 @@ export async function renderSessions(gen, parts, params) {
     card("Start a session", running ? hint("A session is running; stop it on its page before starting another.") : startForm(active, models.result)),
   );
   if (running) every(gen, () => renderSessions(gen, parts, params), REFRESH_MS);
+}
+
+function roundsCell(session) {
+  // "2 / 5"; an async session's versions say so: "3 / 40 versions"
+  const d = sessionDone(session);
+  return h("span", { class: "rounds-cell" }, progressBar(d.done, d.total), d.unit === "versions" ? `${d.text} versions` : d.text);
 }
 
 function field(label, input, note) {
