@@ -1,7 +1,6 @@
 """`scaleout local --mode async`: an async (FedBuff) session on mnist-numpy as a user runs it, its piped
 lines per version, and its version records (staleness, weights, validate_every)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,7 @@ from scaleout.api.routes_stats import session_stats
 from scaleout.store import open_statestore
 from tests.e2e.test_local import leftover_processes, local
 
-pytestmark = [
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        importlib.util.find_spec("scaleout.controller.async_session") is None,
-        reason="the controller's async session runner (issue 16) is not in this tree",
-    ),
-]
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_local_async_session_commits_its_versions_and_validates_every_other_one(tmp_path: Path) -> None:
