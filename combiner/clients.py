@@ -81,6 +81,7 @@ class ClientRegistry:
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._closed_listeners: list[Callable[[str], None]] = []
+        self._opened_listeners: list[Callable[[str], None]] = []
         self._events: list[Event] = []
 
     def start(self) -> None:
@@ -121,6 +122,8 @@ class ClientRegistry:
         self._set_online(state, True)
         self._mark_dirty(state)
         self._notify()  # a client online by its heartbeats is now reachable by tasks too
+        for listener in self._opened_listeners:
+            listener(client_id)
         return queue
 
     def disconnect(self, client_id: str, queue: TaskQueue) -> None:
@@ -141,6 +144,11 @@ class ClientRegistry:
         still there. Nor does the combiner ending every stream as it stops.
         """
         self._closed_listeners.append(listener)
+
+    def on_stream_opened(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(client_id)`` on the loop whenever a client's task stream (or poll queue) opens,
+        a reconnect's included."""
+        self._opened_listeners.append(listener)
 
     def end_stream(self, client_id: str) -> bool:
         """End the client's open task stream (its credential was revoked); False when none is open."""

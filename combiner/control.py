@@ -1,9 +1,11 @@
-"""Control: the RPCs the controller calls to run rounds and validations and to ask who is connected."""
+"""Control: the RPCs the controller calls to run rounds, async sessions and validations, and to ask who is
+connected."""
 
 from collections.abc import AsyncIterator
 
 import grpc
 
+from scaleout.combiner.asyncrun import AsyncRunError
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.rounds import RoundHandler
 from scaleout.proto import scaleout_pb2 as pb
@@ -23,6 +25,16 @@ class ControlServicer(rpc.ControlServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
         async for event in self._rounds.start_round(request):
             yield event
+
+    async def RunAsync(
+        self, request_iterator: AsyncIterator[pb.AsyncCommand], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.AsyncEvent]:
+        """Asynchronous (FedBuff) training until the controller ends its stream (combiner/fedbuff.py)."""
+        try:
+            async for event in self._rounds.fedbuff.run(request_iterator):
+                yield event
+        except AsyncRunError as error:
+            await context.abort(error.code, str(error))
 
     async def StartValidation(
         self, request: pb.ValidationConfig, context: grpc.aio.ServicerContext

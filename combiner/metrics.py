@@ -41,7 +41,7 @@ SENT_BYTES = Counter("scaleout_combiner_sent_bytes", "Model bytes sent to client
 REJECTION_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern))
     for reason, pattern in (
-        ("stale", r"\(stale update\)|after round \S+ ended"),
+        ("stale", r"\(stale update\)|after round \S+ ended|^stale update"),
         ("not_selected", r"was not selected for round"),
         ("client_left", r"left round"),
         ("duplicate", r"^duplicate update"),

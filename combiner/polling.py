@@ -136,6 +136,7 @@ class Pollers:
         training = self._rounds.current_round
         if task.type == TRAIN and training is not None and training.is_task(task.correlation_id):
             training.polled.add(client_id)
+        self._rounds.fedbuff.note_polled(task.correlation_id)
 
     async def _take_report(self, client_id: str, activity: pb.ActivityReport) -> pb.TaskRequest | None:
         """A failed task is its client's report to the round; a task no round runs any more is

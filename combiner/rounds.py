@@ -25,6 +25,7 @@ from scaleout.aggregation.strategies import client_aggregator
 from scaleout.aggregation.strategy import ClientAggregator
 from scaleout.combiner.bounds import CLIPPED_SUFFIX, DP_CLIPPED_SUFFIX, bound_update, round_settings_error
 from scaleout.combiner.clients import ClientRegistry
+from scaleout.combiner.fedbuff import FedBuff
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
@@ -79,6 +80,10 @@ class RoundHandler:
         self._helper = "numpyhelper"
         self._background: set[asyncio.Task[Any]] = set()
         registry.on_stream_closed(self._client_left)
+        # Asynchronous sessions (RunAsync): one training run at a time, sync or async.
+        self.fedbuff = FedBuff(
+            name, registry, staged, spool, repository, work_dir, max_num_examples, self._running_round
+        )
 
     @property
     def current_round(self) -> TrainingRound | None:
@@ -88,8 +93,17 @@ class RoundHandler:
         """Whether a task still belongs to a running round or validation (stale tasks are not sent)."""
         current = self._round
         return (
-            current is not None and current.is_task(correlation_id)
-        ) or correlation_id in self._validations
+            (current is not None and current.is_task(correlation_id))
+            or correlation_id in self._validations
+            or self.fedbuff.is_task(correlation_id)
+        )
+
+    def _running_round(self) -> str | None:
+        """The sync round running here, for messages ("round R of session S"), or None."""
+        current = self._round
+        if current is None or current.closed:
+            return None
+        return f"round {current.round_id} of session {current.config.session_id}"
 
     # -- config checks (bad config is a gRPC INVALID_ARGUMENT, naming the field) -------------------
 
@@ -130,14 +144,13 @@ class RoundHandler:
 
     async def start_round(self, config: pb.RoundConfig) -> AsyncIterator[pb.RoundEvent]:
         """Progress events, then exactly one result; cancelling the stream abandons the round."""
-        current = self._round
-        if current is not None and not current.closed:
+        if running := self._running_round() or self.fedbuff.running():
             busy = TrainingRound(config, self.name)
             yield pb.RoundEvent(
                 result=busy.result(
                     False,
-                    f"round {config.round_id}: combiner {self.name} is already running round "
-                    f"{current.round_id} of session {current.config.session_id}; one round at a time",
+                    f"round {config.round_id}: combiner {self.name} is already running {running}; "
+                    "one round at a time",
                 )
             )
             return
@@ -328,6 +341,8 @@ class RoundHandler:
 
     async def receive_update(self, update: pb.ModelUpdate) -> str:
         """Check an update against the running round and fold it in; "accepted" or "rejected: why"."""
+        if self.fedbuff.owns(update):
+            return await self.fedbuff.receive_update(update)
         update_id, client_id = update.model_update_id, update.client_id
         spooled = self._spool.claim(update_id, client_id) if update_id else None
         try:
@@ -500,6 +515,8 @@ class RoundHandler:
             return "status received"
         correlation_id = str(info.get("correlation_id", ""))
         reason = f"task failed on client {status.client_id}: {info.get('error') or status.status}"
+        if self.fedbuff.is_task(correlation_id):
+            return self.fedbuff.task_failed(status.client_id, correlation_id, reason)
         training = self._round
         if training is not None and training.is_task(correlation_id):
             if training.client_of.get(correlation_id) != status.client_id:

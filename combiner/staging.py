@@ -2,13 +2,14 @@
 
 Every client of a round downloads the same local copy, so a model crosses the repository boundary once
 per combiner, not once per client. The aggregate a round writes is adopted as staged too: with one
-combiner, the next round's global model is already here. Only the newest few models are kept.
+combiner, the next round's global model is already here. Only the newest few models are kept, and
+the models held by an asynchronous session (the versions its clients still train from).
 """
 
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 from scaleout.aggregation.npzfile import ArraySpec, read_specs
@@ -28,6 +29,7 @@ class StagedModels:
         self._directory = directory
         self._keep = keep
         self._staged: OrderedDict[str, asyncio.Future[Path]] = OrderedDict()
+        self._held: Counter[str] = Counter()  # model id -> holds: never evicted while held
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, model_id: str) -> Path | None:
@@ -59,6 +61,17 @@ class StagedModels:
         self._evict()
         return target
 
+    def hold(self, model_id: str) -> None:
+        """Keep the model staged until as many ``release`` calls (beyond the newest ``keep``)."""
+        self._held[model_id] += 1
+
+    def release(self, model_id: str) -> None:
+        """Undo one ``hold``; a model no longer held is evicted now unless among the newest ``keep``."""
+        self._held[model_id] -= 1
+        if self._held[model_id] <= 0:
+            del self._held[model_id]
+            self._evict()
+
     async def specs(self, model_id: str) -> list[ArraySpec]:
         """Shapes and dtypes of a staged model's arrays, read from the npy headers off the loop."""
         return await asyncio.to_thread(read_specs, await self.stage(model_id))
@@ -72,9 +85,9 @@ class StagedModels:
     def _evict(self) -> None:
         """Delete the oldest fetched models beyond ``keep``; a download already open keeps reading.
 
-        A fetch still running is never evicted: its callers wait on it.
+        A fetch still running is never evicted: its callers wait on it; nor is a held model.
         """
-        for model_id in [m for m, f in self._staged.items() if f.done()]:
+        for model_id in [m for m, f in self._staged.items() if f.done() and m not in self._held]:
             if len(self._staged) <= self._keep:
                 return
             del self._staged[model_id]

@@ -16,9 +16,11 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from scaleout.controller.async_session import AsyncSessionRunner
 from scaleout.controller.combiners import CombinerChannels
 from scaleout.controller.events import record_event
 from scaleout.controller.lease import SessionLease, acquire
+from scaleout.controller.leased_session import LeasedSession
 from scaleout.controller.rounds import RoundContext
 from scaleout.controller.session_runner import SessionRunner
 from scaleout.controller.settings import ControllerSettings
@@ -40,7 +42,7 @@ class SessionConflict(ScaleoutError):
 @dataclass
 class _Running:
     session_id: str
-    runner: SessionRunner
+    runner: LeasedSession
     task: asyncio.Task[None]
 
 
@@ -153,7 +155,8 @@ class Controller:
             self.statestore, session.id, self.owner, self.settings.lease_seconds, session.lease_expires
         )
         context = RoundContext(self.statestore, self.repository, self.settings, self._channels)
-        runner = SessionRunner(context, session, lease)
+        kind = AsyncSessionRunner if session.config.mode == "async" else SessionRunner
+        runner = kind(context, session, lease)
         task = asyncio.create_task(runner.run(), name=f"session-{session.id}")
         self._running = _Running(session.id, runner, task)
 
@@ -196,9 +199,13 @@ class Controller:
                 session_id=session.id,
                 round_id=record.id,
             )
+        if session.config.mode == "async":
+            at = f"version {session.rounds_done}"
+        else:
+            at = f"round {session.rounds_done + 1} of {session.config.rounds}"
         message = (
-            f"session {session.name!r} resumed by controller {self.owner} at round {session.rounds_done + 1} "
-            f"of {session.config.rounds} (resumed {session.resumed} time(s); previous controller: {previous})"
+            f"session {session.name!r} resumed by controller {self.owner} at {at} "
+            f"(resumed {session.resumed} time(s); previous controller: {previous})"
         )
         await record_event(
             self.statestore, "session_resumed", message, EventLevel.WARNING, session_id=session.id

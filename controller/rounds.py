@@ -17,6 +17,7 @@ from scaleout.controller.combiners import (
     CombinerChannels,
     CombinerOutcome,
     Participant,
+    ProgressHandler,
     choose_combiners,
     stream_round,
 )
@@ -98,7 +99,9 @@ def plan_round(participants: Sequence[Participant], config: SessionConfig) -> li
     if len(participants) == 1:
         return [Assignment(participants[0], config.min_clients, requested)]
     shares = (
-        _shares(participants, min(requested, total)) if requested else [p.client_count for p in participants]
+        proportional_shares(participants, min(requested, total))
+        if requested
+        else [p.client_count for p in participants]
     )
     return [
         Assignment(p, 1, share if requested else 0)
@@ -107,7 +110,7 @@ def plan_round(participants: Sequence[Participant], config: SessionConfig) -> li
     ]
 
 
-def _shares(participants: Sequence[Participant], requested: int) -> list[int]:
+def proportional_shares(participants: Sequence[Participant], requested: int) -> list[int]:
     total = sum(p.client_count for p in participants)
     exact = [requested * p.client_count / total for p in participants]
     shares = [int(x) for x in exact]
@@ -321,30 +324,8 @@ class RoundRunner:
         return await asyncio.shield(write)
 
     async def _validate(self, record: Round, model: Model, participants: Sequence[Participant]) -> None:
-        """StartValidation of the new model on the round's combiners; failures are events only."""
         self._set_stage("validating")
-        timeout = self.ctx.settings.validation_deadline(self.session.config.round_timeout)
-        request = scaleout_pb2.ValidationConfig(
-            session_id=self.session.id, round_id=record.id, model_id=model.id, timeout=timeout
-        )
-        deadline = timeout + self.ctx.settings.round_margin
-        outcomes = await asyncio.gather(
-            *(stream_round(p, request, deadline, self._on_progress) for p in participants)
-        )
-        for outcome in outcomes:
-            if outcome.ok:
-                stored = outcome.result.validations
-                who = combiner_label(outcome.combiner_id)
-                message = f"{who} stored {stored} validation(s) of model {model.id}"
-                await self._event("validation_finished", message, record.id, combiner_id=outcome.combiner_id)
-            else:
-                await self._event(
-                    "validation_failed",
-                    f"validation of model {model.id}: {outcome.error}",
-                    record.id,
-                    EventLevel.WARNING,
-                    combiner_id=outcome.combiner_id,
-                )
+        await validate_model(self.ctx, self.session, record.id, model, participants, self._on_progress)
 
     def _results(self) -> dict[str, Any]:
         """combiners, clients and rejected of the Round record, from every combiner that answered."""
@@ -363,7 +344,7 @@ class RoundRunner:
             if result is None:
                 continue
             if o.ok:
-                clients += [_client_result(c, o.combiner_id) for c in result.clients]
+                clients += [client_result(c, o.combiner_id) for c in result.clients]
             else:  # its aggregate is not in the model: its clients' updates count as rejected
                 rejected += [
                     RejectedUpdate(
@@ -451,7 +432,46 @@ class RoundRunner:
         )
 
 
-def _client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> ClientRoundResult:
+async def validate_model(
+    context: RoundContext,
+    session: Session,
+    round_id: str,
+    model: Model,
+    participants: Sequence[Participant],
+    on_progress: ProgressHandler,
+) -> None:
+    """StartValidation of a committed model on the given combiners; failures are events only."""
+    timeout = context.settings.validation_deadline(session.config.round_timeout)
+    request = scaleout_pb2.ValidationConfig(
+        session_id=session.id, round_id=round_id, model_id=model.id, timeout=timeout
+    )
+    deadline = timeout + context.settings.round_margin
+    outcomes = await asyncio.gather(*(stream_round(p, request, deadline, on_progress) for p in participants))
+    for outcome in outcomes:
+        if outcome.ok:
+            stored = outcome.result.validations
+            message = (
+                f"{combiner_label(outcome.combiner_id)} stored {stored} validation(s) of model {model.id}"
+            )
+            event, level = "validation_finished", EventLevel.INFO
+        else:
+            message, event, level = (
+                f"validation of model {model.id}: {outcome.error}",
+                "validation_failed",
+                EventLevel.WARNING,
+            )
+        await record_event(
+            context.statestore,
+            event,
+            message,
+            level,
+            session_id=session.id,
+            round_id=round_id,
+            combiner_id=outcome.combiner_id,
+        )
+
+
+def client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> ClientRoundResult:
     return ClientRoundResult(
         client_id=client.client_id,
         combiner_id=combiner_id,

@@ -67,7 +67,7 @@ def finish_model(
     optimizer = server_optimizer(config.aggregator, config.aggregator_kwargs)
     with tempfile.TemporaryDirectory(prefix="scaleout-step-", dir=work_dir) as tmp_name:
         tmp = Path(tmp_name)
-        mean = _local_file(repository, mean_id, tmp / "mean.npz")
+        mean = local_file(repository, mean_id, tmp / "mean.npz")
         spent = None
         if options is not None and options.noise_multiplier > 0:
             add_noise(mean, tmp / "noisy.npz", noise_std(options, updates), np.random.default_rng())
@@ -83,7 +83,7 @@ def finish_model(
     return RoundModel(model_id, state, spent, sampling_rates[-1] if spent is not None else None)
 
 
-def _local_file(repository: ModelRepository, object_id: str, download: Path) -> Path:
+def local_file(repository: ModelRepository, object_id: str, download: Path) -> Path:
     """The object's file, read in place when the repository is local (a copy costs as much as the
     step), else downloaded to ``download``."""
     path = repository.model_path(object_id)
@@ -102,10 +102,10 @@ def _step(
     tmp: Path,
 ) -> str:
     """Step from the parent model and its state; store the model and its state; the state's id."""
-    parent_path = _local_file(repository, parent.id, tmp / "parent.npz")
+    parent_path = local_file(repository, parent.id, tmp / "parent.npz")
     old: Path | None = None
     if parent.optimizer_state_id == state_id(parent.id, optimizer):
-        old = _local_file(repository, parent.optimizer_state_id, tmp / "old-state.npz")
+        old = local_file(repository, parent.optimizer_state_id, tmp / "old-state.npz")
         if not fits(optimizer, read_specs(parent_path), old):
             old = None  # the model's arrays changed shape: the optimizer starts afresh
     out, new_state = tmp / "model.npz", tmp / "state.npz"

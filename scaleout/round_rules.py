@@ -185,3 +185,28 @@ def aggregator_kwargs_error(aggregator: str, kwargs: Mapping[str, float], min_cl
                 f"(multi-Krum averages m of the K - f best-scored updates), got {m:g}"
             )
     return None
+
+
+def async_error(aggregator: str, kwargs: Mapping[str, float], server_lr: float) -> str | None:
+    """Why an async session cannot run ``aggregator`` with ``kwargs`` and ``server_lr``, or None.
+
+    Async folds each update into a buffer as it arrives and the controller steps on the buffer's
+    mean: rules that need every update at once, and central DP's per-round accounting, do not fit.
+    """
+    if aggregator in ROBUST:
+        return (
+            f"aggregator {aggregator} cannot run in an async session: it needs every update of a round at "
+            "once, and async folds each update as it arrives; use fedavg or a server optimizer "
+            "(fedavgm, fedadam, fedyogi, fedadagrad), or mode sync"
+        )
+    if dp := sorted(name for name in kwargs if name in DP_KWARGS):
+        return (
+            f"aggregator_kwargs {', '.join(dp)}: central DP cannot be used in an async session (its "
+            "accounting assumes rounds of sampled clients); remove the dp_* kwargs or use mode sync"
+        )
+    if server_lr != 1 and aggregator != "fedavg":
+        return (
+            f"server_lr {server_lr:g} applies to fedavg only; {aggregator} steps with its own "
+            "aggregator_kwargs.server_lr: set that and leave server_lr at 1"
+        )
+    return None

@@ -237,6 +237,10 @@ class SessionConfig(BaseModel):
             )
         if self.mode == "async" and self.max_versions is None and self.max_duration is None:
             raise ValueError("an async session needs max_versions or max_duration (or both) to end")
+        if self.mode == "async" and (
+            error := rules.async_error(self.aggregator, self.aggregator_kwargs, self.server_lr)
+        ):
+            raise ValueError(error)
         return self
 
 
