@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.async_bench import bench, parse_args
 from benchmarks.async_mnist import EXAMPLE, PACE_VARIABLE, paced_package
 from benchmarks.svg_plot import line_chart, nice_ticks
 from scaleoututil.helpers.helpers import get_helper
@@ -58,3 +59,20 @@ def test_the_chart_has_a_line_per_series_on_round_ticks(tmp_path: Path) -> None:
     assert svg.count("<polyline") == 2
     assert svg.count("<circle") == 5
     assert "async &lt;fast&gt;" in svg
+
+
+def test_the_benchmark_runs_both_modes_on_a_small_swarm() -> None:
+    """A smoke run of benchmarks/async_bench.py: both sessions commit every step, each of at least K
+    updates, and end at the model their records imply; the times it prints are not asserted."""
+    small = {"clients": 12, "processes": 1, "train-seconds": 0.2, "slow-factor": 5, "buffer": 4}
+    small |= {"concurrency": 8, "rounds": 2, "versions": 4}
+    args = parse_args([part for name, value in small.items() for part in (f"--{name}", str(value))])
+    sync, asynchronous = bench(args)
+
+    assert (sync.mode, sync.steps, sync.updates, sync.status) == ("sync", 2, [4, 4], "Finished")
+    assert sync.check == "seed + 2 exact" and set(sync.staleness) == {0}
+    assert (asynchronous.mode, asynchronous.steps, asynchronous.status) == ("async", 4, "Finished")
+    # a version folds at least K updates (those arriving while the buffer is flushed join it)
+    assert len(asynchronous.updates) == 4 and min(asynchronous.updates) >= 4
+    assert len(asynchronous.staleness) == sum(asynchronous.updates)
+    assert "within" in asynchronous.check and "NOT" not in asynchronous.check
