@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--train-seconds", type=float, default=3.0, help="added to a fast client's train step"
     )
-    parser.add_argument("--rounds", type=int, default=8, help="sync rounds; async runs as long")
+    parser.add_argument("--rounds", type=int, default=6, help="sync rounds; async runs as long")
     parser.add_argument("--target", type=float, default=0.8, help="accuracy whose time to reach is printed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="writes OUT.csv and OUT.svg")
     args = parser.parse_args()
