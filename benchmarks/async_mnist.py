@@ -130,11 +130,11 @@ def points(
     score: Callable[[Path], float],
 ) -> list[Point]:
     """The seed at 0 s, then every committed step's model, scored."""
-    result = [Point(mode, 0, 0.0, round(score(fed.root / "seed.npz"), 4), 0)]
+    result = [Point(mode, 0, 0.0, round(score(fed.root / "seed.npz"), 4), 0.0)]
     for step, record in enumerate(records, start=1):
         path = fed.api.download_model(record["model_id"], fed.root / "score.npz")
         seconds = (datetime.fromisoformat(record["finished_at"]) - started).total_seconds()
-        staleness = statistics.median([c.get("staleness") or 0 for c in record["clients"]] or [0])
+        staleness = float(statistics.median([c.get("staleness") or 0 for c in record["clients"]] or [0]))
         result.append(Point(mode, step, round(seconds, 2), round(score(path), 4), staleness))
     return result
 
