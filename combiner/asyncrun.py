@@ -92,17 +92,16 @@ class AsyncRun:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def task_data(self) -> dict[str, object]:
+    def task_data(self) -> dict:
         """What a train task hands the entry point in IN-metadata; round_index is the base version,
         as a sync round's index is that of the model it trains from."""
         settings = json.loads(self.config.client_settings) if self.config.client_settings else {}
-        data = {
+        return {
             "round_index": self.version,
             "version": self.version,
             "helper": self.config.helper or "numpyhelper",
             "client_settings": settings,
         }
-        return data  # make_task encodes it: encoded here too, the entry point got a JSON string
 
     def end_task(self, task: AsyncTask, reason: str = "") -> None:
         """The task is no longer in flight; ``reason`` is kept to answer a late update with it."""

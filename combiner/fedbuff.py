@@ -63,7 +63,7 @@ from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, make_task
-from scaleout.combiner.updates import UpdateRejected, check_arrays, parse_meta
+from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, parse_meta, rejected
 from scaleout.errors import InvalidId, NotFound
 from scaleout.logs import set_log_ids
 from scaleout.proto import scaleout_pb2 as pb
@@ -73,7 +73,6 @@ from scaleout.store.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = "accepted"  # the answer rounds.py gives too
 ASYNC_ROUND_PREFIX = "async-v"  # the round id of every async task starts so: its late updates come here
 START_TIMEOUT = 60.0  # seconds RunAsync waits for its first command
 
@@ -97,10 +96,6 @@ STALENESS = Histogram(
 FLUSHES = Counter(
     "scaleout_combiner_async_flushes", "Async buffers flushed as partial models, by content.", ["buffer"]
 )
-
-
-def rejected(reason: str) -> str:
-    return f"rejected: {reason}"
 
 
 def async_config_error(config: pb.AsyncConfig) -> str | None:
@@ -133,6 +128,11 @@ def async_config_error(config: pb.AsyncConfig) -> str | None:
 
 
 def _client_settings_error(text: str) -> str | None:
+    if len(text) > rules.MAX_CLIENT_SETTINGS_BYTES:
+        return (
+            f"AsyncConfig.client_settings is {len(text)} bytes of JSON, more than "
+            f"{rules.MAX_CLIENT_SETTINGS_BYTES}; it goes with every train task: pass data by reference"
+        )
     try:
         settings = json.loads(text) if text else {}
     except ValueError as error:
@@ -286,6 +286,8 @@ class FedBuff:
             raise AsyncRunError(
                 _INVALID, f"AsyncConfig.model_id {run.model_id} is not a readable npz model: {error}"
             ) from None
+        if run.closed:  # superseded while staging: its events say so
+            return
         self._hold(run, run.version, run.model_id)
         run.buffer = DeltaBuffer(run.specs)
         run.ready = True
@@ -366,14 +368,22 @@ class FedBuff:
     # -- commands ------------------------------------------------------------------------------
 
     async def _flush(self, run: AsyncRun, command: pb.FlushBuffer) -> None:
-        """Answer with the buffer's partial model; folds from now on go to a fresh buffer."""
+        """Answer with the buffer's partial model; updates folded from now on go to a fresh buffer.
+
+        Folds wait while the partial is written to local disk (a fraction of a second per 100 MB), so
+        the combiner holds one buffer at a time, not two; the upload to the repository does not hold them.
+        """
         async with run.fold_lock:
             buffer, updates = run.buffer, run.folded
             run.buffer, run.folded = DeltaBuffer(run.specs), []
-        flushed = pb.BufferFlushed(version=command.version, updates=updates)
-        if buffer is not None and buffer.count:
-            flushed.model_id = await self._write_partial(run, buffer)
-            flushed.num_examples = buffer.num_examples
+            flushed = pb.BufferFlushed(version=command.version, updates=updates)
+            path = None
+            if buffer is not None and buffer.count:
+                flushed.num_examples = buffer.num_examples
+                path = await self._write_partial(buffer)
+            buffer = None  # freed before the next fold touches the fresh buffer
+        if path is not None:
+            flushed.model_id = await self._store_partial(run, path)
         FLUSHES.labels("updates" if flushed.model_id else "empty").inc()
         if run.closed:  # superseded while writing: no stream will deliver it
             if flushed.model_id:
@@ -381,21 +391,33 @@ class FedBuff:
             return
         run.events.put_nowait(pb.AsyncEvent(flushed=flushed))
 
-    async def _write_partial(self, run: AsyncRun, buffer: DeltaBuffer) -> str:
-        """Write the partial to the model repository under a new id; deleted if the run ends meanwhile."""
-        model_id = new_id()
-        write = self._spawn(self._store_partial(buffer, model_id))
+    async def _write_partial(self, buffer: DeltaBuffer) -> Path:
+        """The partial model written to a file under a new id (its stem)."""
+        path = self._partials / f"{new_id()}.npz"
+        write = self._spawn(asyncio.to_thread(buffer.write, path))
         try:
             await asyncio.shield(write)
+        except asyncio.CancelledError:  # the run ended: the file goes once the thread wrote it
+            write.add_done_callback(lambda _: discard(path))
+            raise
+        except BaseException:
+            discard(path)
+            raise
+        return path
+
+    async def _store_partial(self, run: AsyncRun, path: Path) -> str:
+        """Move the partial into the model repository; deleted there if the run ends meanwhile."""
+        model_id = path.stem
+        put = self._spawn(self._put_partial(model_id, path))
+        try:
+            await asyncio.shield(put)
         except asyncio.CancelledError:
-            write.add_done_callback(lambda _: self._spawn(self._delete_partial(run, model_id)))
+            put.add_done_callback(lambda _: self._spawn(self._delete_partial(run, model_id)))
             raise
         return model_id
 
-    async def _store_partial(self, buffer: DeltaBuffer, model_id: str) -> None:
-        path = self._partials / f"{model_id}.npz"
+    async def _put_partial(self, model_id: str, path: Path) -> None:
         try:
-            await asyncio.to_thread(buffer.write, path)
             await asyncio.to_thread(self._repository.put_model, model_id, path)
         finally:
             discard(path)
@@ -531,6 +553,7 @@ class FedBuff:
             f"task {task.correlation_id} timed out after {timeout:g} s (task_timeout) before its update "
             "arrived and its slot went to another client (stale update); not averaged"
         )
+        self._spool.discard_client(task.client_id)  # an upload without its ModelUpdate: never folded now
         self._settle(run, task, reason)
 
     def _stream_opened(self, client_id: str) -> None:
@@ -553,6 +576,7 @@ class FedBuff:
             f"client {client_id} left with task {task.correlation_id} in flight: its task stream closed; "
             "not averaged (stale update)"
         )
+        self._spool.discard_client(client_id)
         self._settle(run, task, reason, gone=True)
 
     # -- client reports ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from scaleout.combiner.clients import ClientRegistry
-from scaleout.combiner.rounds import ACCEPTED
+from scaleout.combiner.updates import ACCEPTED
 from scaleout.proto import scaleout_pb2 as pb
 
 ROUNDS = Counter("scaleout_combiner_rounds", "Training rounds run by this combiner, by result.", ["result"])

@@ -5,7 +5,8 @@ it arrives, and ends on the first of: every selected client reported; ``buffer_s
 accepted; ``round_timeout`` (ok with at least ``min_clients`` updates, else failed). It waits on the
 round's ``done`` event under ``asyncio.wait_for``: no polling. The aggregate goes to the model
 repository under a new id before the result names it. Failures are results, not gRPC errors.
-One training round runs at a time; validations may overlap it.
+One training round runs at a time, and none while an async session runs (combiner/fedbuff.py, which
+takes the updates of its own tasks); validations may overlap either.
 """
 
 import asyncio
@@ -30,7 +31,7 @@ from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
 from scaleout.combiner.training import TrainingRound
-from scaleout.combiner.updates import UpdateRejected, check_arrays, parse_meta
+from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, parse_meta, rejected
 from scaleout.combiner.validations import ValidationRun
 from scaleout.errors import InvalidId, NotFound
 from scaleout.proto import scaleout_pb2 as pb
@@ -41,12 +42,7 @@ from scaleout.store.statestore import Statestore
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = "accepted"
 DEFAULT_MAX_NUM_EXAMPLES = 10**9  # per update; CombinerSettings.max_num_examples
-
-
-def rejected(reason: str) -> str:
-    return f"rejected: {reason}"
 
 
 class RoundHandler:

@@ -84,6 +84,14 @@ class UpdateSpool:
             return None
         return self._updates.pop(update_id)
 
+    def discard_client(self, client_id: str) -> int:
+        """Delete the unclaimed uploads of one client (its task ended: they can no longer be averaged in)."""
+        gone = [u for u in self._updates.values() if u.client_id == client_id]
+        for update in gone:
+            del self._updates[update.update_id]
+            discard(update.path)
+        return len(gone)
+
     def discard_all(self) -> int:
         """Delete every unclaimed upload (a round ended; they can no longer be averaged in)."""
         updates, self._updates = self._updates, {}

@@ -16,9 +16,16 @@ import numpy as np
 from scaleout.aggregation.npzfile import ArraySpec, NpzReader
 from scaleout.round_rules import short
 
+ACCEPTED = "accepted"  # SendModelUpdate's answer to an update folded in
+
 
 class UpdateRejected(Exception):
     """An update that must not be averaged in; str() is the reason."""
+
+
+def rejected(reason: str) -> str:
+    """SendModelUpdate's answer to an update refused."""
+    return f"rejected: {reason}"
 
 
 # The fold computes ``acc + (x - acc) * w`` in float64; values within half of float64's range keep

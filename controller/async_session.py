@@ -374,7 +374,7 @@ class AsyncSessionRunner(LeasedSession):
             parent_model_id=self.model.id,
             started_at=self._building.started_at,
         )
-        made = await self._server_step(record, answers, len(updates))
+        made = await self._server_step(record, answers, updates)
         self._set_stage("committing")
         model = await self._commit(record, made, answers, updates)
         built, self._building = self._building, _Version()
@@ -413,10 +413,13 @@ class AsyncSessionRunner(LeasedSession):
         return answers
 
     async def _server_step(
-        self, record: Round, answers: list[tuple[str, pb.BufferFlushed]], updates: int
+        self,
+        record: Round,
+        answers: list[tuple[str, pb.BufferFlushed]],
+        updates: list[tuple[str, pb.FoldedUpdate]],
     ) -> RoundModel:
         """Reduce the partial buffers and step from the latest version; RoundFailed (the version's
-        record Failed) when the partials do not fit."""
+        record Failed, its updates rejected) when the partials do not fit."""
         assert self.model is not None
         self._set_stage("reducing")
         parts = [PartialModel(cid, a.model_id, a.num_examples) for cid, a in answers if a.model_id]
@@ -426,11 +429,16 @@ class AsyncSessionRunner(LeasedSession):
             self._uncommitted = [delta_id]
             self._set_stage("server step")
             made = await asyncio.to_thread(
-                next_version, repository, config, self.model, delta_id, updates, work_dir
+                next_version, repository, config, self.model, delta_id, len(updates), work_dir
             )
         except (ValueError, OSError) as err:
             await self._discard_uncommitted()
             error = f"version {record.index + 1}: server step failed: {err}"
+            for cid, update in updates:
+                reason = f"not averaged: {error}"
+                self._building.reject(
+                    RejectedUpdate(client_id=update.client.client_id, reason=reason, combiner_id=cid)
+                )
             failed = {**self._results(record, answers, []), "status": RoundStatus.FAILED, "error": error}
             await self._shielded(self._add_failed, record, failed)
             raise RoundFailed(error) from err

@@ -72,9 +72,9 @@ class AsyncController:
         await self.until(lambda: len(self.flushed) > answered)
         return self.flushed[answered]
 
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait (on each event) until predicate() holds; fails if the call ends first or after WAIT."""
-        async with asyncio.timeout(WAIT), self._changed:
+    async def until(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Wait (on each event) until predicate() holds; fails if the call ends first or after timeout."""
+        async with asyncio.timeout(timeout), self._changed:
             while not predicate():
                 assert not self._reader.done(), f"RunAsync ended: {self.error}"
                 await self._changed.wait()

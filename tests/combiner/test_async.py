@@ -2,17 +2,34 @@
 clients speaking the real proto to a real combiner."""
 
 import asyncio
+import json
 
 import grpc
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
+from scaleout.client.edge import EdgeClient
+from scaleout.client.settings import ClientSettings
+from scaleout.combiner.metrics import rejection_reason
 from scaleout.proto import scaleout_pb2 as pb
+from tests.client.doubles import NUM_EXAMPLES, ApiDouble, assigned, make_package, serving
 from tests.combiner.async_driver import async_controller
-from tests.combiner.driver import WAIT, clients, controller, load_model, put_seed, running_combiner
+from tests.combiner.driver import (
+    WAIT,
+    address,
+    clients,
+    controller,
+    load_model,
+    npz_bytes,
+    put_seed,
+    running_combiner,
+)
+from tests.combiner.test_official_rpcs import Poller
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
+EDGE_WAIT = 60.0  # real clients run their train entry point in a subprocess
 RNG = np.random.default_rng(16)
 SEED = [RNG.standard_normal((3, 4)).astype(np.float32), RNG.standard_normal(5)]
 
@@ -100,7 +117,7 @@ async def test_update_staler_than_max_staleness_is_rejected_naming_both_versions
             put_seed(combiner, moved(SEED, 1)),
             put_seed(combiner, moved(SEED, 1)),
         ]
-        await ctl.start(ids[0], max_staleness=1)
+        await ctl.start(ids[0], max_staleness=1, client_settings='{"epochs": 3}')
         task = await a.next_task()
         await ctl.new_version(1, ids[1])
         await ctl.new_version(2, ids[2])
@@ -111,8 +128,15 @@ async def test_update_staler_than_max_staleness_is_rejected_naming_both_versions
         assert await a.train(task, moved(SEED, 1), 3) == f"rejected: {reason}"
         await ctl.until(lambda: len(ctl.rejected) == 1)
         assert (ctl.rejected[0].client_id, ctl.rejected[0].reason) == ("a", reason)
+        assert rejection_reason(reason) == "stale"  # the label of scaleout_combiner_updates_rejected
         retry = await a.next_task()  # the rejection freed a's slot: a new task on the latest version
         assert retry.model_id == ids[2] and retry.round_id.startswith("async-v2-")
+        assert json.loads(retry.data) == {
+            "round_index": 2,
+            "version": 2,
+            "helper": "numpyhelper",
+            "client_settings": {"epochs": 3},
+        }
         assert await a.train(retry, moved(load_model(combiner, ids[2], tmp_path), 1), 3) == "accepted"
         flushed = await ctl.flush(3)
         assert flushed.num_examples == 3 and [u.staleness for u in flushed.updates] == [0]
@@ -139,26 +163,34 @@ async def test_max_concurrency_bounds_tasks_in_flight_and_idle_clients_take_turn
 
 
 async def test_a_hung_client_loses_its_slot_after_task_timeout_and_another_gets_work(tmp_path):
+    # task_timeout bounds b's task too: long enough for b to answer on a loaded machine.
     async with (
         running_combiner(tmp_path) as combiner,
         clients(combiner, "a", "b") as (a, b),
         async_controller(combiner) as ctl,
     ):
-        await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=0.3)
-        hung = await a.next_task()  # a never answers in time
+        timeouts = REGISTRY.get_sample_value("scaleout_combiner_async_task_timeouts_total") or 0
+        await ctl.start(put_seed(combiner, SEED), max_concurrency=1, task_timeout=2.0)
+        hung = await a.next_task()  # a uploads but never sends its update
+        await a.upload(npz_bytes(moved(SEED, 1)))
+        assert len(list((tmp_path / "work" / "updates").iterdir())) == 1
         task_b = await b.next_task()  # a's slot went to b after task_timeout
+        assert list((tmp_path / "work" / "updates").iterdir()) == []  # a's upload went with its task
+        assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
         await ctl.until(lambda: "timeout" in ctl.stages())
         (timeout,) = [p for p in ctl.progress if p.stage == "timeout"]
         assert timeout.client_id == "a"
-        assert timeout.message == (
-            "1 task(s) timed out after 0.3 s (task_timeout), their slots went to idle clients: a"
+        assert REGISTRY.get_sample_value("scaleout_combiner_async_task_timeouts_total") == timeouts + 1
+        assert (
+            timeout.message
+            == "1 task(s) timed out after 2 s (task_timeout), their slots went to idle clients: a"
         )
         late = await a.train(hung, moved(SEED, 1), 1)
         assert late == (
-            f"rejected: task {hung.correlation_id} timed out after 0.3 s (task_timeout) before its update "
+            f"rejected: task {hung.correlation_id} timed out after 2 s (task_timeout) before its update "
             "arrived and its slot went to another client (stale update); not averaged"
         )
-        assert await b.train(task_b, moved(SEED, 1), 2) == "accepted"
+        assert rejection_reason(late.removeprefix("rejected: ")) == "stale"
         flushed = await ctl.flush(1)
         assert [u.client.client_id for u in flushed.updates] == ["b"] and flushed.num_examples == 2
 
@@ -169,11 +201,10 @@ async def test_the_only_client_gets_a_new_task_after_a_timeout(tmp_path):
         clients(combiner, "a") as (a,),
         async_controller(combiner) as ctl,
     ):
-        await ctl.start(put_seed(combiner, SEED), task_timeout=0.3)
-        first = await a.next_task()
-        second = await a.next_task()  # after the timeout, to the same client: a new round id supersedes
-        assert second.correlation_id != first.correlation_id and second.round_id != first.round_id
-        assert await a.train(second, moved(SEED, 1), 1) == "accepted"
+        await ctl.start(put_seed(combiner, SEED), task_timeout=0.5)
+        first, second = await a.next_task(), await a.next_task()  # the second after a timeout
+        assert second.correlation_id != first.correlation_id
+        assert second.round_id != first.round_id  # so that the new task supersedes at the client
 
 
 async def test_a_client_that_disconnects_frees_its_slot(tmp_path):
@@ -309,6 +340,10 @@ async def test_tasks_published_are_reported_in_one_progress_event(tmp_path):
         ({"max_update_norm": -1.0}, "AsyncConfig.max_update_norm must be > 0"),
         ({"client_settings": "[1, 2]"}, "AsyncConfig.client_settings must be a JSON object"),
         ({"client_settings": "{"}, "AsyncConfig.client_settings is not JSON: "),
+        (
+            {"client_settings": '{"a": "' + "x" * 70_000 + '"}'},
+            "AsyncConfig.client_settings is 70009 bytes of JSON, more than 65536",
+        ),
     ],
 )
 async def test_a_config_error_is_invalid_argument_naming_the_field(tmp_path, config, message):
@@ -483,3 +518,121 @@ async def test_versions_are_dropped_from_staging_once_no_task_trains_from_them(t
         assert run.versions == {6: ids[6], 7: ids[7]}  # fast's task trains from 6
         assert staged() == {ids[5], ids[6], ids[7]}  # 0 went as 7 came
         await ctl.end()
+
+
+async def test_a_polling_client_trains_in_an_async_session(tmp_path):
+    async with running_combiner(tmp_path) as combiner, async_controller(combiner) as ctl:
+        poller = Poller(address(combiner), "poller")
+        try:
+            assert await poller.poll() == []  # online from its first poll
+            await ctl.start(put_seed(combiner, SEED))
+            task = await poller.poll_until_task()
+            assert task.round_id.startswith("async-v0-")
+            assert await poller.train_in_container(task, moved(SEED, 1), 3) == "accepted"
+            flushed = await ctl.flush(1)
+        finally:
+            await poller.close()
+        assert [(u.client.client_id, u.client.delivery) for u in flushed.updates] == [("poller", "poll")]
+
+
+async def test_metrics_count_tasks_flushes_and_the_staleness_of_folds(tmp_path):
+    names = {
+        "published": "scaleout_combiner_async_tasks_published_total",
+        "folds": "scaleout_combiner_async_staleness_count",
+        "stale": "scaleout_combiner_async_staleness_sum",
+    }
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {key: sample(name) for key, name in names.items()}
+    flushed_before = (
+        REGISTRY.get_sample_value("scaleout_combiner_async_flushes_total", {"buffer": "updates"}) or 0
+    )
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        async_controller(combiner) as ctl,
+    ):
+        ids = [put_seed(combiner, SEED), put_seed(combiner, moved(SEED, 1))]
+        await ctl.start(ids[0])
+        task = await a.next_task()
+        await ctl.new_version(1, ids[1])
+        assert await a.train(task, moved(SEED, 1), 1) == "accepted"  # staleness 1
+        await a.next_task()
+        await ctl.flush(2)
+    after = {key: sample(name) for key, name in names.items()}
+    assert {key: after[key] - before[key] for key in names} == {
+        "published": 2,
+        "folds": 1,
+        "stale": 1,
+    }
+    flushed_after = REGISTRY.get_sample_value("scaleout_combiner_async_flushes_total", {"buffer": "updates"})
+    assert flushed_after - flushed_before == 1
+
+
+async def test_a_validation_overlaps_an_async_session(tmp_path):
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        controller(combiner) as validator,
+        async_controller(combiner) as ctl,
+    ):
+        seed_id = put_seed(combiner, SEED)
+        await ctl.start(seed_id)
+        train = await a.next_task()
+        validation = validator.start_validation(model_id=seed_id, round_id="v1")
+        validate = await a.next_task()
+        assert validate.type == "Scaleout_Validation"
+        assert await a.validate(validate, {"accuracy": 0.5}) == "accepted"
+        assert (await asyncio.wait_for(validation, WAIT)).validations == 1
+        assert await a.train(train, moved(SEED, 1), 1) == "accepted"
+        assert len((await ctl.flush(1)).updates) == 1
+
+
+async def test_edge_clients_keep_training_on_the_latest_version(tmp_path):
+    """Real edge clients (scaleout.client, running the package's train entry point) in an async session:
+    each update's delta is exactly 1 (train writes IN + 1), so the partial is the mean of the staleness
+    weights the combiner reported, and each update trained from the version its task named."""
+    package = make_package(tmp_path / "pkg")
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1.5, -2.0])]
+    async with running_combiner(tmp_path) as combiner, async_controller(combiner) as ctl:
+        ids = [put_seed(combiner, weights), put_seed(combiner, [w + 5 for w in weights])]
+        with ApiDouble([assigned(combiner.port)]) as api:
+            edges = [
+                EdgeClient(
+                    ClientSettings(
+                        api_url=api.url,
+                        work_dir=tmp_path / name,
+                        client_id=name,
+                        name=name,
+                        local_package=package,
+                        backoff_initial=0.01,
+                        backoff_max=0.05,
+                    )
+                )
+                for name in ("e1", "e2")
+            ]
+            async with serving(edges[0]), serving(edges[1]):
+                await combiner.registry.wait_for(
+                    lambda: {"e1", "e2"} <= set(combiner.registry.streaming()), WAIT
+                )
+                await ctl.start(ids[0])
+                await ctl.until(lambda: len(ctl.folded) >= 1, timeout=EDGE_WAIT)
+                await ctl.new_version(1, ids[1])
+                await ctl.until(lambda: any(u.base_version == 1 for u in ctl.folded), timeout=EDGE_WAIT)
+                flushed = await ctl.flush(2)
+    updates = list(flushed.updates)
+    assert {u.client.client_id for u in updates} <= {
+        "e1",
+        "e2",
+    } and flushed.num_examples == NUM_EXAMPLES * len(updates)
+    for update in updates:
+        assert json.loads(update.client.meta) == {
+            "num_examples": NUM_EXAMPLES,
+            "round_index": update.base_version,
+        }
+        assert update.staleness_weight == pytest.approx((1 + update.staleness) ** -0.5)
+    mean_weight = sum(u.staleness_weight for u in updates) / len(updates)
+    for got in load_model(combiner, flushed.model_id, tmp_path):
+        np.testing.assert_allclose(got, mean_weight, rtol=0, atol=1e-6)

@@ -36,6 +36,8 @@ class AsyncDouble(ControlDouble):
     ignore_flushes: bool = False  # never answer a flush
     fold: bool = True  # False: its clients never finish (nothing is folded)
     in_flight: int = 2  # clients_selected of its progress events
+    partial_shapes: list[tuple[int, ...]] | None = None  # write partials of these shapes instead
+    partials: list[str] = field(default_factory=list)  # model ids of the partials it wrote
     commands: list[pb.AsyncCommand] = field(default_factory=list)
     async_calls: int = 0
     stream_ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,8 +106,10 @@ class AsyncDouble(ControlDouble):
             for u in buffer
         )
         with tempfile.TemporaryDirectory() as tmp:
-            weights = [np.full(shape, value / total, dtype=np.float64) for shape, _ in specs]
+            shapes = self.partial_shapes or [shape for shape, _ in specs]
+            weights = [np.full(shape, value / total, dtype=np.float64) for shape in shapes]
             path = helper.save(weights, os.path.join(tmp, "partial.npz"))
             model_id = new_id()
             self.repository.put_model(model_id, path)
+        self.partials.append(model_id)
         return pb.BufferFlushed(version=version, model_id=model_id, num_examples=total, updates=buffer)

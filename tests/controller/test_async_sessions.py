@@ -6,16 +6,25 @@ import json
 import math
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
-from scaleout.controller import Controller
-from scaleout.store.entities import Event, Round, RoundStatus, Session, SessionStatus
+from scaleout.controller import INTERRUPTED, Controller
+from scaleout.store.entities import Event, Round, RoundStatus, Session, SessionConfig, SessionStatus, utcnow
 from tests.controller.async_double import AsyncDouble
 from tests.controller.conftest import Stores
 from tests.controller.control_double import serving
-from tests.controller.harness import FAST, create_session, event_types, rounds_of, run_session
+from tests.controller.harness import (
+    FAST,
+    SESSION_BOUND,
+    create_session,
+    event_types,
+    rounds_of,
+    run_session,
+)
+from tests.controller.test_resume import DEAD, commit, resume
 
 ASYNC = {"mode": "async", "round_timeout": 60.0}
 
@@ -304,3 +313,85 @@ async def _live_with(controller: Controller, session_id: str, condition, timeout
             return live
         await asyncio.sleep(0.05)
     raise TimeoutError(f"live status never met the condition: {controller.progress(session_id)}")
+
+
+def test_a_restarted_controller_resumes_an_async_session_from_its_latest_version(
+    stores, seed_id, seed_weights
+):
+    config = SessionConfig(mode="async", max_versions=3, buffer_size=1, round_timeout=60, validate=False)
+    session = stores.statestore.sessions.add(
+        Session(
+            name="crashed",
+            status=SessionStatus.STARTED,
+            config=config,
+            seed_model_id=seed_id,
+            rounds_done=1,
+            started_at=utcnow(),
+            lease_owner=DEAD,
+            lease_expires=utcnow() - timedelta(seconds=1),
+        )
+    )
+    v1 = stores.statestore.rounds.add(
+        Round(session_id=session.id, index=0, status=RoundStatus.FINISHED, parent_model_id=seed_id)
+    )
+    seed = stores.statestore.models.get(seed_id)
+    commit(stores, "m1", [w + 1 for w in seed_weights], seed, session, v1.id)
+    # the controller died committing version 2
+    stores.statestore.rounds.add(
+        Round(session_id=session.id, index=1, status=RoundStatus.RUNNING, parent_model_id="m1")
+    )
+    double = AsyncDouble("c1", stores.repository, clients={"a": 4}, increments={"a": 2.0})
+
+    async def scenario() -> Session:
+        async with serving(stores.statestore, [double]):
+            _, controller = await resume(stores, [double])
+            try:
+                return await controller.wait_for_session(session.id, SESSION_BOUND)
+            finally:
+                await controller.close()
+
+    stored = asyncio.run(scenario())
+
+    assert (stored.status, stored.rounds_done, stored.resumed) == (SessionStatus.FINISHED, 3, 1)
+    start = double.commands[0].start
+    assert (start.version, start.model_id) == (1, "m1")
+    records = rounds_of(stores, session.id)
+    assert [(r.index, r.status, r.error) for r in records] == [
+        (0, RoundStatus.FINISHED, None),
+        (1, RoundStatus.FAILED, INTERRUPTED),
+        (1, RoundStatus.FINISHED, None),
+        (2, RoundStatus.FINISHED, None),
+    ]
+    assert records[2].parent_model_id == "m1" and records[3].parent_model_id == records[2].model_id
+    for record, shift in ((records[2], 3.0), (records[3], 5.0)):
+        for array, start_array in zip(stores.load_model(record.model_id), seed_weights, strict=True):
+            np.testing.assert_allclose(array, start_array + shift, rtol=0, atol=1e-6)
+    (resumed,) = events_of(stores, session.id, "session_resumed")
+    assert " at version 1 (resumed 1 time(s); previous controller: dead-controller)" in resumed.message
+
+
+def test_a_buffer_that_does_not_fit_the_model_fails_its_version_and_is_discarded(stores, seed_id):
+    double = AsyncDouble("c1", stores.repository, clients={"a": 4}, partial_shapes=[(7,)])
+
+    session = asyncio.run(
+        run_session(stores, [double], seed_id, **{**ASYNC, "max_versions": 1, "buffer_size": 1})
+    )
+
+    assert session.status == SessionStatus.FAILED
+    error = (
+        "version 1: server step failed: the buffer's delta has arrays of shapes [(7,)], the latest "
+        "version [(4, 3), (5,)]"
+    )
+    assert session.error == (
+        f"async training at version 0 failed after 1 attempt(s) (retries spent): {error}"
+    )
+    (record,) = rounds_of(stores, session.id)
+    assert (record.index, record.status, record.error, record.model_id) == (
+        0,
+        RoundStatus.FAILED,
+        error,
+        None,
+    )
+    assert [c.client_id for c in record.clients] == []
+    assert not stores.repository.model_exists(double.partials[0])
+    assert stores.statestore.models.count({"session_id": session.id}) == 0
