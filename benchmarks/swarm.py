@@ -134,9 +134,9 @@ class InProcessTraining(Dispatcher):
         helper = get_helper("numpyhelper")
         in_path, out_path = map(str, args)
         weights = helper.load(in_path)
-        if entry_point == "train" and self.train_seconds > 0:
-            self._train_time()
         if entry_point == "train":
+            if self.train_seconds > 0:
+                self._train_time()
             save_metadata({"num_examples": self.num_examples}, out_path)
             helper.save([w + w.dtype.type(self.add) for w in weights], out_path)
         else:
@@ -153,6 +153,7 @@ class InProcessTraining(Dispatcher):
             self._training = False
 
     def stop(self, grace: float = 5.0) -> int:
+        """End a train step's wait at once; 1 when one was waiting (a process stopped), else 0."""
         training = self._training
         self._stopped.set()
         return int(training)
