@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -37,7 +38,7 @@ import numpy as np
 # Run as a script, so the repository root (for benchmarks, tests.e2e) is not on sys.path by default.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.swarm import Pace, check_model, seed_model, start_swarm, write_package
+from benchmarks.swarm import Pace, check_model, is_slow, seed_model, start_swarm, write_package
 from scaleoututil.helpers.helpers import get_helper
 from tests.e2e.federation import Federation, federation, wait_until
 
@@ -103,6 +104,18 @@ def check_async(
     return f"seed + {added:.4f} (the records' staleness weights) within {error:.1e}{verdict}"
 
 
+def slow_rounds(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """How many rounds selected a slow client, against the odds of K random clients out of N: the sync
+    rate swings with this draw, so a run says how lucky it was."""
+    slow = sum(
+        any(is_slow(int(c["client_id"].removeprefix("swarm-")), args.slow_fraction) for c in r["clients"])
+        for r in records
+    )
+    fast = args.clients - sum(is_slow(i, args.slow_fraction) for i in range(args.clients))
+    expected = 1 - math.comb(fast, args.buffer) / math.comb(args.clients, args.buffer)
+    return f"{slow} of {len(records)} rounds selected a slow client (expected {expected:.1%})"
+
+
 def sync_row(fed: Federation, args: argparse.Namespace, seed: list[np.ndarray], before: int) -> Row:
     records, wall, status = run_session(
         fed,
@@ -117,7 +130,7 @@ def sync_row(fed: Federation, args: argparse.Namespace, seed: list[np.ndarray], 
     check = "-"
     if records:
         check_model(fed, records[-1]["model_id"], seed, before + len(records))
-        check = f"seed + {before + len(records)} exact"
+        check = f"seed + {before + len(records)} exact; {slow_rounds(records, args)}"
     return Row(
         "sync", len(records), wall, staleness_of(records), [len(r["clients"]) for r in records], status, check
     )
@@ -225,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1, help="model size in MB")
     parser.add_argument("--buffer", type=int, default=10, help="K: updates per server step in both modes")
     parser.add_argument("--concurrency", type=int, default=20, help="async: clients training at once")
-    parser.add_argument("--rounds", type=int, default=8, help="sync rounds")
+    parser.add_argument("--rounds", type=int, default=20, help="sync rounds (their rate depends on the draw)")
     parser.add_argument("--round-timeout", type=float, default=120.0)
     parser.add_argument(
         "--versions", type=int, default=None, help="async: versions (default: sync's wall time)"

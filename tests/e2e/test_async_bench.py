@@ -3,6 +3,7 @@ the SVG chart draws what it is given."""
 
 import filecmp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,11 @@ def test_the_benchmark_runs_both_modes_on_a_small_swarm() -> None:
     sync, asynchronous = bench(args)
 
     assert (sync.mode, sync.steps, sync.updates, sync.status) == ("sync", 2, [4, 4], "Finished")
-    assert sync.check == "seed + 2 exact" and set(sync.staleness) == {0}
+    # 1 slow client of 12 (swarm-9): 4 picked at random include it with odds 1 - C(11, 4) / C(12, 4)
+    assert re.fullmatch(
+        r"seed \+ 2 exact; [012] of 2 rounds selected a slow client \(expected 33\.3%\)", sync.check
+    )
+    assert set(sync.staleness) == {0}
     assert (asynchronous.mode, asynchronous.steps, asynchronous.status) == ("async", 4, "Finished")
     # a version folds at least K updates (those arriving while the buffer is flushed join it)
     assert len(asynchronous.updates) == 4 and min(asynchronous.updates) >= 4
