@@ -72,9 +72,10 @@ class AsyncRun:
     tasks: dict[str, AsyncTask] = field(default_factory=dict)  # correlation id -> task in flight
     busy: dict[str, str] = field(default_factory=dict)  # client id -> correlation id of its task
     idle: OrderedDict[str, None] = field(default_factory=OrderedDict)  # longest idle first
-    ended: OrderedDict[str, str] = field(default_factory=OrderedDict)  # correlation id -> why it ended
+    finished: OrderedDict[str, str] = field(default_factory=OrderedDict)  # correlation id -> why it ended
     ready: bool = False  # the start model is staged: tasks may go out
     closed: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once closed
     updates_folded: int = 0
     updates_rejected: int = 0
     events: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
@@ -114,9 +115,9 @@ class AsyncRun:
             task.timer = None
         self.refs[task.version] -= 1
         if reason:
-            self.ended[task.correlation_id] = reason
-            while len(self.ended) > MAX_ENDED:
-                self.ended.popitem(last=False)
+            self.finished[task.correlation_id] = reason
+            while len(self.finished) > MAX_ENDED:
+                self.finished.popitem(last=False)
 
     def folded_update(
         self,
@@ -213,6 +214,7 @@ class AsyncRun:
     def close(self) -> None:
         """No more tasks, timers or events: the run ended."""
         self.closed = True
+        self.ended.set()
         for task in self.tasks.values():
             if task.timer is not None:
                 task.timer.cancel()

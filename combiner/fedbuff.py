@@ -6,8 +6,10 @@ Commands:
 - ``start`` (AsyncConfig) first, exactly once. Anything else first, or a second start, ends the call
   with INVALID_ARGUMENT naming it; so does a config error (model id, staleness, bounds, task_timeout,
   client_settings not a JSON object), naming the field. A start model not in the model repository is
-  NOT_FOUND. While a sync round or another RunAsync runs at this combiner, FAILED_PRECONDITION names it
-  (and StartRound is refused while RunAsync runs).
+  NOT_FOUND. While a sync round or another session's RunAsync runs at this combiner,
+  FAILED_PRECONDITION names it (and StartRound is refused while RunAsync runs); a new RunAsync of the
+  same session supersedes the running one (which ends ABORTED), so a restarted controller resumes at
+  once. max_staleness -1 means no bound (0 accepts only updates of the current version).
 - ``version`` (NewVersion): the controller committed a version. It is staged, and tasks published from
   then on train on it (a progress event of stage "version" says when). Its number must be above the
   current one (else INVALID_ARGUMENT).
@@ -15,7 +17,9 @@ Commands:
   sum(n s delta) / sum(n), in the model's dtypes, to the model repository under a new id, and answered
   with BufferFlushed{version (echoed), model_id, num_examples = sum(n), updates}. An empty buffer
   answers model_id "" and num_examples 0. An update folds into the buffer of the first flush after its
-  fold completes: updates still being checked when the flush arrives go to the next buffer.
+  fold completes: updates still being checked when the flush arrives go to the next buffer (folds wait
+  while the partial is written to local disk). The partial is the controller's from then on: it
+  deletes it once reduced.
 - The controller ending its stream (or the call being cancelled) ends the run: no new tasks, the
   buffer is dropped, a partial written but not yet delivered is deleted from the model repository, and
   a later update of the run's tasks is rejected as stale, as a stale sync task's is.
@@ -36,9 +40,10 @@ n * s(tau) (aggregation/deltabuffer.py). Each outcome is an event: ``folded`` (F
 ClientResult, base version, staleness and weight) or ``rejected``. A late update of a timed-out task is
 rejected, naming the timeout.
 
-Memory: the buffer is one accumulator of the model's size; versions stay staged (on disk) only while
-the current version or a task in flight references them. Progress events (tasks published, timed out,
-clients left) come at most once a second per kind.
+Memory: the buffer is one accumulator of the model's size; a version stays held in staging (on disk)
+only while it is the current one or a task in flight trains from it, beyond the staging area's few
+newest models. A task that ends without its update takes its client's unclaimed uploads with it.
+Progress events (tasks published, timed out, clients left) come at most once a second per kind.
 """
 
 import asyncio
@@ -644,7 +649,7 @@ class FedBuff:
             )
         task = run.tasks.get(update.correlation_id)
         if task is None:
-            reason = run.ended.get(update.correlation_id) or (
+            reason = run.finished.get(update.correlation_id) or (
                 f"update answers task {update.correlation_id!r}, which is not in flight in async session "
                 f"{run.session_id} at combiner {self.name} (stale update); not averaged"
             )

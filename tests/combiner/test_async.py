@@ -636,3 +636,19 @@ async def test_edge_clients_keep_training_on_the_latest_version(tmp_path):
     mean_weight = sum(u.staleness_weight for u in updates) / len(updates)
     for got in load_model(combiner, flushed.model_id, tmp_path):
         np.testing.assert_allclose(got, mean_weight, rtol=0, atol=1e-6)
+
+
+async def test_a_controller_that_goes_away_ends_the_run(tmp_path):
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a") as (a,),
+        async_controller(combiner) as ctl,
+    ):
+        await ctl.start(put_seed(combiner, SEED))
+        task = await a.next_task()
+        run = fedbuff_run(combiner)
+        ctl.call.cancel()  # the controller's process died: its stream is cancelled, not ended
+        await asyncio.wait_for(run.ended.wait(), WAIT)
+        assert combiner.rounds.fedbuff.current_run is None and run.buffer is None
+        answer = await a.train(task, moved(SEED, 1), 1)
+        assert answer.startswith(f"rejected: update answers async task {task.correlation_id!r} (session s1) ")
