@@ -15,9 +15,9 @@ It prints per mode the server steps committed (rounds or versions), the session'
 end, as the API reports it ended), steps per minute, the median staleness of the folded updates and the
 updates per step, then the ratio of async versions per minute to sync rounds per minute; for sync,
 how many rounds selected a slow client against the odds (the sync rate swings with that draw). Each
-model is checked: the sync trail ends at seed + rounds exactly; every async update's delta is +1, so each version
-adds server_lr * sum(n * s) / sum(n) over its folded updates (n examples, staleness weight s, from the
-version's record), up to float32 rounding of update - base.
+model is checked: the sync trail ends at seed + rounds exactly; every async update's delta is +1, so
+each version adds server_lr * sum(n * s) / sum(n) over its folded updates (n examples, staleness
+weight s, from the version's record), up to float32 rounding of update - base.
 """
 
 from __future__ import annotations
