@@ -126,6 +126,7 @@ proto: $(BIN)/.installed
 bench: $(BIN)/.installed $(MONGO_SERVER)
 	$(MONGO_ENV) $(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/round_bench.py
+	$(BIN)/python benchmarks/async_bench.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

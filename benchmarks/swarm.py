@@ -11,7 +11,9 @@ separate client processes would.
 Two commands:
 
 - ``swarm.py clients --api-url URL --count N --work-dir DIR --package DIR`` runs N clients until
-  SIGTERM (what ``bench`` and the tests spawn, one process per ``--processes``);
+  SIGTERM (what ``bench`` and the tests spawn, one process per ``--processes``); with
+  ``--train-seconds T`` every train step takes T seconds, and ``--slow-fraction F --slow-factor X``
+  makes the clients ``is_slow`` picks (F of them, spread evenly by number) take T x X;
 - ``swarm.py bench --clients 100 300 1000`` starts `scaleout api` and one `scaleout combiner` (SQLite +
   files) with the end-to-end harness, then per client count: the swarm, a 3-round session on a 1 MB
   model, checked exact (seed + rounds), and prints per count the median round time, the combiner's
@@ -31,6 +33,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ from scaleout.api.client import SessionTimeout
 from scaleout.client.dispatcher import Dispatcher, RunResult
 from scaleout.client.edge import EdgeClient
 from scaleout.client.settings import ClientSettings
+from scaleout.errors import PackageError
 from scaleoututil.helpers.helpers import get_helper, save_metadata, save_metrics
 from tests.e2e.federation import Federation, Process, federation, wait_until
 
@@ -69,14 +73,54 @@ def varied_step(index: int) -> tuple[float, int]:
     return float(index % 3 + 1), index % 5 + 1
 
 
+def is_slow(index: int, fraction: float) -> bool:
+    """Whether client ``index`` is one of the slow ones: every client where ``index * fraction`` crosses
+    an integer, so clients 0..N-1 hold ``floor(N * fraction)`` slow ones spread evenly (fraction 0.1:
+    swarm-9, swarm-19, ...), the same in every run and in every split of the swarm into processes."""
+    return int((index + 1) * fraction) > int(index * fraction)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long a swarm client's train step takes: ``train_seconds``, times ``slow_factor`` for the
+    ``slow_fraction`` of clients that ``is_slow`` picks."""
+
+    train_seconds: float = 0.0
+    slow_fraction: float = 0.0
+    slow_factor: float = 1.0
+
+    def seconds(self, index: int) -> float:
+        slow = is_slow(index, self.slow_fraction)
+        return self.train_seconds * (self.slow_factor if slow else 1.0)
+
+    def args(self) -> list[str]:
+        """The ``clients`` command's options that give this pace."""
+        return [
+            *("--train-seconds", str(self.train_seconds)),
+            *("--slow-fraction", str(self.slow_fraction)),
+            *("--slow-factor", str(self.slow_factor)),
+        ]
+
+
 class InProcessTraining(Dispatcher):
     """The package's entry points, run in the client's thread: train writes ``input + add`` with
-    ``num_examples``, validate the mean of the first array."""
+    ``num_examples`` after ``train_seconds`` (a device's training time), validate the mean of the first
+    array. ``stop`` (a task abandoned, the client stopping) cuts the wait short, as it would kill a
+    training process, and the step fails."""
 
-    def __init__(self, package_dir: Path, add: float = 1.0, num_examples: int = NUM_EXAMPLES) -> None:
+    def __init__(
+        self,
+        package_dir: Path,
+        add: float = 1.0,
+        num_examples: int = NUM_EXAMPLES,
+        train_seconds: float = 0.0,
+    ) -> None:
         super().__init__(package_dir)
         self.add = add
         self.num_examples = num_examples
+        self.train_seconds = train_seconds
+        self._stopped = threading.Event()
+        self._training = False
 
     def run(
         self,
@@ -91,11 +135,28 @@ class InProcessTraining(Dispatcher):
         in_path, out_path = map(str, args)
         weights = helper.load(in_path)
         if entry_point == "train":
+            if self.train_seconds > 0:
+                self._train_time()
             save_metadata({"num_examples": self.num_examples}, out_path)
             helper.save([w + w.dtype.type(self.add) for w in weights], out_path)
         else:
             save_metrics({"mean": float(np.mean(weights[0]))}, out_path)
         return RunResult(entry_point, command, 0, time.monotonic() - started)
+
+    def _train_time(self) -> None:
+        self._stopped.clear()
+        self._training = True
+        try:
+            if self._stopped.wait(self.train_seconds):
+                raise PackageError(f"train step stopped before its {self.train_seconds:g} s were up")
+        finally:
+            self._training = False
+
+    def stop(self, grace: float = 5.0) -> int:
+        """End a train step's wait at once; 1 when one was waiting (a process stopped), else 0."""
+        training = self._training
+        self._stopped.set()
+        return int(training)
 
 
 def write_package(folder: Path) -> Path:
@@ -113,6 +174,7 @@ async def run_clients(
     package: Path,
     token: str | None,
     varied: bool = False,
+    pace: Pace = Pace(),
 ) -> None:
     """Run clients ``swarm-{first}`` .. ``swarm-{first + count - 1}`` until cancelled or one fails."""
     clients = []
@@ -126,7 +188,8 @@ async def run_clients(
             local_package=package,
             token=token,
         )
-        training = InProcessTraining(package, *varied_step(index)) if varied else InProcessTraining(package)
+        add, num_examples = varied_step(index) if varied else (1.0, NUM_EXAMPLES)
+        training = InProcessTraining(package, add, num_examples, pace.seconds(index))
         clients.append(EdgeClient(settings, dispatcher=training, channel_options=OWN_CONNECTION))
     runs = [asyncio.create_task(c.run(handle_signals=False), name=c.name) for c in clients]
     stop = asyncio.Event()
@@ -152,6 +215,7 @@ def start_swarm(
     varied: bool = False,
     api_url: str | None = None,
     prefix: Sequence[str] = (),
+    pace: Pace = Pace(),
 ) -> list[Process]:
     """Spawn ``processes`` swarm processes running ``count`` clients between them, numbered from ``first``;
     ``prefix`` runs them elsewhere (``ip netns exec NS``), reaching the API at ``api_url``."""
@@ -173,6 +237,7 @@ def start_swarm(
             "--package",
             str(package),
             *(["--varied"] if varied else []),
+            *pace.args(),
         ]
         spawned.append(fed.spawn_python(f"swarm-{start}", [__file__, *args], prefix))
     return spawned
@@ -372,6 +437,11 @@ def main() -> None:
     clients.add_argument("--work-dir", type=Path, required=True)
     clients.add_argument("--package", type=Path, required=True)
     clients.add_argument("--varied", action="store_true", help="client i adds i %% 3 + 1, claims i %% 5 + 1")
+    clients.add_argument("--train-seconds", type=float, default=0.0, help="seconds every train step takes")
+    clients.add_argument("--slow-fraction", type=float, default=0.0, help="fraction of slow clients")
+    clients.add_argument(
+        "--slow-factor", type=float, default=1.0, help="slow clients take this many times longer"
+    )
     bench_parser = commands.add_parser("bench", help="measure rounds over growing swarms")
     bench_parser.add_argument("--clients", type=int, nargs="+", default=[100, 300, 1000])
     bench_parser.add_argument("--processes", type=int, default=2, help="swarm processes per step")
@@ -381,8 +451,11 @@ def main() -> None:
     if args.command == "clients":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         token = os.environ.get("SCALEOUT_API_TOKEN") or None
+        pace = Pace(args.train_seconds, args.slow_fraction, args.slow_factor)
         asyncio.run(
-            run_clients(args.api_url, args.count, args.first, args.work_dir, args.package, token, args.varied)
+            run_clients(
+                args.api_url, args.count, args.first, args.work_dir, args.package, token, args.varied, pace
+            )
         )
     else:
         bench(args)
