@@ -17,7 +17,7 @@ total_j / total afterwards, so K folds stay within about (K + 1) / 4 ulp of the 
 Folds are serialised by the caller (the round holds a lock), since two must not interleave.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +52,18 @@ class FedAvg:
 
         An exception midway leaves the accumulator partly updated: the caller fails the round.
         """
+        with NpzReader(path) as reader:
+            self._fold([reader.slices(key) for key in array_keys(len(self._acc))], num_examples)
+
+    def fold_slices(self, arrays: Sequence[Iterable[np.ndarray]], num_examples: int) -> None:
+        """``fold`` of an update already read: each array's flat C-order slices (updates.load_checked)."""
+        self._fold([iter(parts) for parts in arrays], num_examples)
+
+    def _fold(self, arrays: Sequence[Iterator[np.ndarray]], num_examples: int) -> None:
         total = self.total + num_examples
         weight = num_examples / total  # a Python float: the float64 the slices are computed in
-        with NpzReader(path) as reader:
-            for key, acc in zip(array_keys(len(self._acc)), self._acc, strict=True):
-                _fold_array(acc.reshape(-1), reader.slices(key), weight)
+        for parts, acc in zip(arrays, self._acc, strict=True):
+            _fold_array(acc.reshape(-1), parts, weight)
         self.total = total
         self.count += 1
 

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scaleout.combiner import chunks as wire
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.interceptors import wrap
 from scaleout.combiner.updates import ACCEPTED
@@ -68,9 +69,11 @@ def rejection_reason(message: str) -> str:
     return "other"
 
 
-def data_size(chunk: pb.FileChunk) -> int:
+def data_size(chunk: pb.FileChunk | bytes | memoryview) -> int:
     """len(chunk.data) without reading it (upb copies the bytes on every read): from the message's
     serialized size, which is one tag byte, the varint length and the data."""
+    if isinstance(chunk, bytes | memoryview):  # ModelService's chunks on the wire (combiner/chunks.py)
+        return wire.data_size(chunk)
     size = chunk.ByteSize()
     for varint in range(1, 6):
         length = size - 1 - varint

@@ -3,39 +3,38 @@
 Bytes are moved, never parsed: Download streams the one staged file, Upload spools to disk. File I/O
 runs in worker threads so a slow disk never stalls the event loop that serves every other client.
 
-Every open transfer holds its chunk in memory, so the combiner's memory grows with the number of
-clients moving a model at once. Each chunk is held in several copies until gRPC has sent it: the
-protobuf message, its serialisation, and gRPC's own buffer (grpc.aio awaits each message's send, so
-no stream queues more than one). Download therefore sends 1 MiB chunks, the low end of the wire
-contract, and Upload drops each message as soon as its bytes are taken out. Measured with
-benchmarks/round_bench.py, 100 MB model, 16 clients: 4 MiB chunks held ~13 MB per download (~210 MB
-for 16), 1 MiB chunks ~3 MB, at the same round time. How many transfers hold a chunk at once is
-bounded by ``TransferAdmission`` (the combiner's max_transfers) for downloads. Not for uploads: a
-client sends an upload's first window of bytes whether or not it is read, so they would sit in gRPC's
-buffers while waiting; read at once, they go to disk. Uploads are bounded by the downloads anyway, as
-a client uploads only after its download.
+Chunks cross the wire framed and parsed by hand (combiner/chunks.py): a download sends the staged
+model's chunks as serialised FileChunks, read once per model (StagedModels.cached_chunks) or, for a
+large model, read and framed per download in a worker thread; an upload's chunks reach the spool as
+views of the received messages. No model byte is copied on the event loop but by gRPC itself.
+
+Every open transfer holds its chunk in memory until gRPC has sent or the spool has written it (grpc.aio
+awaits each message's send, so no stream queues more than one), so the combiner's memory grows with
+the number of clients moving a model at once. Download therefore sends 1 MiB chunks, the low end of
+the wire contract. Measured with benchmarks/round_bench.py, 100 MB model, 16 clients: 4 MiB chunks
+held ~13 MB per download (~210 MB for 16), 1 MiB chunks ~3 MB, at the same round time. How many
+transfers hold a chunk at once is bounded by ``TransferAdmission`` (the combiner's max_transfers) for
+downloads. Not for uploads: a client sends an upload's first window of bytes whether or not it is
+read, so they would sit in gRPC's buffers while waiting; read at once, they go to disk. Uploads are
+bounded by the downloads anyway, as a client uploads only after its download.
 """
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import BinaryIO
 
 import grpc
 
+from scaleout.combiner import chunks as wire
 from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
 from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge, discard
-from scaleout.combiner.staging import StagedModels
+from scaleout.combiner.staging import StagedModels, read_framed
 from scaleout.errors import InvalidId
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 
 log = logging.getLogger(__name__)
-
-# Download chunks: 1 MiB moves ~1.2 GB/s per stream on loopback, as 4 MiB does, at a quarter of the
-# memory per open download (see above). Well under gRPC's default 4 MiB message limit.
-CHUNK_SIZE = 1024 * 1024
 
 
 def call_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
@@ -46,24 +45,6 @@ def call_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
     return ""
 
 
-async def _data(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[bytes]:
-    # A generator function, not an expression: an unread request stream is then never opened.
-    async for chunk in chunks:
-        data = chunk.data  # a copy (upb): drop the message so a chunk waiting to be written is held once
-        del chunk
-        yield data
-
-
-def _read_chunk(stream: BinaryIO) -> pb.FileChunk | None:
-    """The next chunk of the file as a message, or None at its end; runs in a worker thread.
-
-    The bytes read are copied into the message here and dropped, so an open download holds only the
-    message gRPC is sending, and the copy is made off the event loop.
-    """
-    data = stream.read(CHUNK_SIZE)
-    return pb.FileChunk(data=data) if data else None
-
-
 class ModelServicer(rpc.ModelServiceServicer):
     def __init__(self, staged: StagedModels, spool: UpdateSpool, admission: TransferAdmission) -> None:
         self._staged = staged
@@ -71,7 +52,7 @@ class ModelServicer(rpc.ModelServiceServicer):
         self._admission = admission  # bounds the transfers holding chunks at once
 
     async def Upload(
-        self, request_iterator: AsyncIterator[pb.FileChunk], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[memoryview], context: grpc.aio.ServicerContext
     ) -> pb.ModelResponse:
         update_id = call_metadata(context, "model-id")
         client_id = call_metadata(context, "client-id")
@@ -81,7 +62,7 @@ class ModelServicer(rpc.ModelServiceServicer):
                 "Upload needs call metadata ('model-id', <new uuid hex>) naming the update",
             )
         try:
-            update = await self._spool.receive(update_id, client_id, _data(request_iterator))
+            update = await self._spool.receive(update_id, client_id, request_iterator)
         except InvalidId as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
         except UploadExists as error:
@@ -102,7 +83,7 @@ class ModelServicer(rpc.ModelServiceServicer):
 
     async def Download(
         self, request: pb.ModelRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.FileChunk]:
+    ) -> AsyncIterator[bytes]:
         path = self._staged.path(request.model_id)
         if path is None:
             await context.abort(
@@ -112,11 +93,36 @@ class ModelServicer(rpc.ModelServiceServicer):
             )
         async with self._admission.slot():
             try:
+                cached = await self._staged.cached_chunks(request.model_id)
+                if cached is not None:
+                    for chunk in cached:
+                        yield chunk
+                    return
                 stream = await asyncio.to_thread(open, path, "rb")
             except FileNotFoundError:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_id!r} was evicted")
             try:
-                while (chunk := await asyncio.to_thread(_read_chunk, stream)) is not None:
+                while chunk := await asyncio.to_thread(read_framed, stream):
                     yield chunk
             finally:
                 await asyncio.to_thread(stream.close)
+
+
+def add_model_service(servicer: ModelServicer, server: grpc.aio.Server) -> None:
+    """Register ModelService as the generated ``add_ModelServiceServicer_to_server`` does, but with
+    chunks framed and parsed by hand (combiner/chunks.py) instead of through FileChunk messages."""
+    handlers = {
+        "Upload": grpc.stream_unary_rpc_method_handler(
+            servicer.Upload,
+            request_deserializer=wire.parse,
+            response_serializer=pb.ModelResponse.SerializeToString,
+        ),
+        "Download": grpc.unary_stream_rpc_method_handler(
+            servicer.Download,
+            request_deserializer=pb.ModelRequest.FromString,
+            response_serializer=wire.serialize,
+        ),
+    }
+    service = "scaleout.ModelService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)

@@ -11,6 +11,7 @@ takes the updates of its own tasks); validations may overlap either.
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleout.aggregation.dp import dp_options
+from scaleout.aggregation.fedavg import FedAvg
 from scaleout.aggregation.strategies import client_aggregator
 from scaleout.aggregation.strategy import ClientAggregator
 from scaleout.combiner.bounds import CLIPPED_SUFFIX, DP_CLIPPED_SUFFIX, bound_update, round_settings_error
@@ -31,7 +33,7 @@ from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
 from scaleout.combiner.training import TrainingRound
-from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, parse_meta, rejected
+from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, load_checked, parse_meta, rejected
 from scaleout.combiner.validations import ValidationRun
 from scaleout.errors import InvalidId, NotFound
 from scaleout.proto import scaleout_pb2 as pb
@@ -43,6 +45,9 @@ from scaleout.store.statestore import Statestore
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NUM_EXAMPLES = 10**9  # per update; CombinerSettings.max_num_examples
+# Updates up to this size are read once, checked into memory and folded from there, instead of read
+# twice (check, then fold): ~1 ms of worker CPU per update of a 1 MB model, ~1 s a round at 1,000.
+IN_MEMORY_BYTES = 16 * 1024 * 1024
 
 
 class RoundHandler:
@@ -435,10 +440,17 @@ class RoundHandler:
             aggregator = training.aggregator
             if aggregator is None or training.closed:
                 raise UpdateRejected(f"update arrived after round {training.round_id} ended; not averaged")
+            # A plain FedAvg update small enough to hold is read once: checked into memory, folded from
+            # there. Others are checked, maybe bounded or clipped to a copy, and folded from their file.
+            fedavg = self._in_memory(training, spooled)
             async with training.check_slot:
-                await asyncio.to_thread(check_arrays, spooled.path, aggregator.specs)
-                path = await self._within_norm_bound(training, spooled.path)
-                path = await self._dp_clipped(training, path)
+                if fedavg is not None:
+                    arrays = await asyncio.to_thread(load_checked, spooled.path, fedavg.specs)
+                    fold = functools.partial(fedavg.fold_slices, arrays)
+                else:
+                    await asyncio.to_thread(check_arrays, spooled.path, aggregator.specs)
+                    path = await self._within_norm_bound(training, spooled.path)
+                    fold = functools.partial(aggregator.fold, await self._dp_clipped(training, path))
             # DP averages unweighted: a client's num_examples must not scale its contribution.
             weight = 1 if dp_options(training.config.aggregator_kwargs) else count
             async with training.fold_lock:
@@ -448,7 +460,7 @@ class RoundHandler:
                     )
                 started = time.monotonic()
                 try:
-                    await asyncio.to_thread(aggregator.fold, path, weight)
+                    await asyncio.to_thread(fold, weight)
                 except Exception as error:  # the accumulator may hold part of this update: fail the round
                     training.fail(
                         f"round {training.round_id}: folding the update of client {client_id} "
@@ -467,6 +479,18 @@ class RoundHandler:
             discard(spooled.path)
             discard(spooled.path.with_name(spooled.path.stem + CLIPPED_SUFFIX))
             discard(spooled.path.with_name(spooled.path.stem + DP_CLIPPED_SUFFIX))
+
+    @staticmethod
+    def _in_memory(training: TrainingRound, spooled: SpooledUpdate) -> FedAvg | None:
+        """The round's FedAvg when this update may be checked into memory and folded from there: no
+        norm bound or DP clipping reads it again, and it is at most IN_MEMORY_BYTES (with one update
+        checked while another folds, two such updates are held at most)."""
+        aggregator, config = training.aggregator, training.config
+        if not isinstance(aggregator, FedAvg) or spooled.size > IN_MEMORY_BYTES:
+            return None
+        if config.max_update_norm or dp_options(config.aggregator_kwargs) is not None:
+            return None
+        return aggregator
 
     async def _within_norm_bound(self, training: TrainingRound, update: Path) -> Path:
         """The update, or its clipped copy, when the session bounds update norms; else UpdateRejected."""

@@ -23,7 +23,7 @@ from scaleout.combiner.health import CombinerHealth
 from scaleout.combiner.logcontext import LogContextInterceptor
 from scaleout.combiner.malloc import limit_malloc_arenas
 from scaleout.combiner.metrics import MetricsInterceptor, MetricsServer
-from scaleout.combiner.modelservice import ModelServicer
+from scaleout.combiner.modelservice import ModelServicer, add_model_service
 from scaleout.combiner.polling import Pollers
 from scaleout.combiner.ratelimit import RateLimiter
 from scaleout.combiner.rounds import RoundHandler
@@ -156,7 +156,7 @@ class Combiner:
         rpc.add_CombinerClientServicer_to_server(
             CombinerClientServicer(self.registry, self.rounds, self.pollers, self.telemetry), server
         )
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.staged, self.spool, self.admission), server)
+        add_model_service(ModelServicer(self.staged, self.spool, self.admission), server)
         rpc.add_ControlServicer_to_server(
             ControlServicer(self.settings.name, self.registry, self.rounds), server
         )

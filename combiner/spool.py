@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from scaleout.store import validate_id
 
@@ -43,30 +44,39 @@ class UpdateSpool:
         for leftover in directory.iterdir():  # uploads of a combiner killed mid-round: no round takes them
             discard(leftover)
 
-    async def receive(self, update_id: str, client_id: str, chunks: AsyncIterator[bytes]) -> SpooledUpdate:
+    async def receive(
+        self, update_id: str, client_id: str, chunks: AsyncIterator[bytes | memoryview]
+    ) -> SpooledUpdate:
         """Write the chunks to a file; InvalidId, UploadExists or UploadTooLarge leave nothing behind."""
         validate_id(update_id)
         if update_id in self._updates or update_id in self._receiving:
             raise UploadExists(f"an update with model-id {update_id!r} was already uploaded; use a new id")
         self._receiving.add(update_id)
         partial = self._directory / f"{update_id}.part"
+        path = self._directory / f"{update_id}.npz"
         size = 0
+        stream: BinaryIO | None = None
         try:
-            stream = await asyncio.to_thread(open, partial, "wb")
-            try:
-                async for data in chunks:
-                    size += len(data)
-                    if size > self.max_size:
-                        raise UploadTooLarge(
-                            f"update {update_id} is larger than the combiner's --max-model-size of "
-                            f"{self.max_size} bytes"
-                        )
+            # Two worker-thread hops for an update of one chunk (open with the first write, then close),
+            # not one per file operation: at 1,000 clients a round, each hop costs the event loop time.
+            async for data in chunks:
+                size += len(data)
+                if size > self.max_size:
+                    raise UploadTooLarge(
+                        f"update {update_id} is larger than the combiner's --max-model-size of "
+                        f"{self.max_size} bytes"
+                    )
+                if stream is None:
+                    stream = await asyncio.to_thread(_create, partial, data)
+                else:
                     await asyncio.to_thread(stream.write, data)
-            finally:
-                await asyncio.to_thread(stream.close)
-            path = self._directory / f"{update_id}.npz"
+            if stream is None:  # an empty upload
+                stream = await asyncio.to_thread(_create, partial, b"")
+            await asyncio.to_thread(stream.close)
             os.replace(partial, path)
         except BaseException:
+            if stream is not None:
+                stream.close()  # a no-op once closed
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
             raise
@@ -98,6 +108,17 @@ class UpdateSpool:
         for update in updates.values():
             discard(update.path)
         return len(updates)
+
+
+def _create(partial: Path, data: memoryview | bytes) -> BinaryIO:
+    """Open the spool file and write the first chunk: one worker-thread hop. Blocking."""
+    stream = open(partial, "wb")  # noqa: SIM115 - closed by receive
+    try:
+        stream.write(data)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 def discard(path: Path) -> None:

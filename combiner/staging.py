@@ -4,6 +4,10 @@ Every client of a round downloads the same local copy, so a model crosses the re
 per combiner, not once per client. The aggregate a round writes is adopted as staged too: with one
 combiner, the next round's global model is already here. Only the newest few models are kept, and
 the models held by an asynchronous session (the versions its clients still train from).
+
+A small model is also kept in memory as the framed chunks Download sends (combiner/chunks.py), read
+once per model rather than once per client: at 1,000 clients a round on a 1 MB model, the per-client
+open/read/close hops and chunk copies of each download were a large share of the event loop's time.
 """
 
 import asyncio
@@ -11,14 +15,21 @@ import contextlib
 import logging
 from collections import Counter, OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from scaleout.aggregation.npzfile import ArraySpec, read_specs
+from scaleout.combiner.chunks import frame
 from scaleout.store import validate_id
 from scaleout.store.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
 KEEP = 3  # staged models kept: the current global model, the aggregate just written, and one spare
+# Download chunks: 1 MiB moves ~1.2 GB/s per stream on loopback, as 4 MiB does, at a quarter of the
+# memory per open download (modelservice.py). Well under gRPC's default 4 MiB message limit.
+CHUNK_SIZE = 1024 * 1024
+# Models up to this size are held in memory as framed chunks (at most KEEP of them: <= 48 MiB).
+CACHED_BYTES = 16 * 1024 * 1024
 
 
 class StagedModels:
@@ -30,6 +41,7 @@ class StagedModels:
         self._keep = keep
         self._staged: OrderedDict[str, asyncio.Future[Path]] = OrderedDict()
         self._held: Counter[str] = Counter()  # model id -> holds: never evicted while held
+        self._chunks: dict[str, asyncio.Future[list[bytes] | None]] = {}  # model id -> framed chunks
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, model_id: str) -> Path | None:
@@ -58,6 +70,7 @@ class StagedModels:
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         future.set_result(target)
         self._staged[model_id] = future
+        self._chunks.pop(model_id, None)
         self._evict()
         return target
 
@@ -76,6 +89,17 @@ class StagedModels:
         """Shapes and dtypes of a staged model's arrays, read from the npy headers off the loop."""
         return await asyncio.to_thread(read_specs, await self.stage(model_id))
 
+    async def cached_chunks(self, model_id: str) -> list[bytes] | None:
+        """A staged model's download chunks, framed, read once and shared by every download; None for a
+        model larger than CACHED_BYTES (streamed from its file instead) or one not staged."""
+        path = self.path(model_id)
+        if path is None:
+            return None
+        chunks = self._chunks.get(model_id)
+        if chunks is None or (chunks.done() and (chunks.cancelled() or chunks.exception() is not None)):
+            chunks = self._chunks[model_id] = asyncio.ensure_future(asyncio.to_thread(_read_framed, path))
+        return await asyncio.shield(chunks)
+
     async def _fetch(self, model_id: str) -> Path:
         target = self._directory / f"{model_id}.npz"
         size = await asyncio.to_thread(self._repository.get_model_to_file, model_id, target)
@@ -91,5 +115,19 @@ class StagedModels:
             if len(self._staged) <= self._keep:
                 return
             del self._staged[model_id]
+            self._chunks.pop(model_id, None)
             with contextlib.suppress(FileNotFoundError):
                 (self._directory / f"{model_id}.npz").unlink()
+
+
+def read_framed(stream: BinaryIO) -> bytes:
+    """The file's next download chunk, framed as a FileChunk; b"" at its end. Blocking."""
+    return frame(stream.read(CHUNK_SIZE))
+
+
+def _read_framed(path: Path) -> list[bytes] | None:
+    """The whole file as framed chunks, or None when it is larger than CACHED_BYTES. Blocking."""
+    if path.stat().st_size > CACHED_BYTES:
+        return None
+    with open(path, "rb") as stream:
+        return list(iter(lambda: read_framed(stream), b""))

@@ -44,10 +44,6 @@ class TrainingRound:
     def round_id(self) -> str:
         return self.config.round_id
 
-    @property
-    def client_ids(self) -> set[str]:
-        return set(self.correlation_of)
-
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
@@ -126,7 +122,11 @@ class TrainingRound:
 
     def _check_end(self) -> None:
         buffer_size = self.config.buffer_size
-        if (buffer_size and len(self.clients) >= buffer_size) or self.reported >= self.client_ids:
+        # Counted first: building the set of selected clients at every report made a round O(N^2).
+        everyone = len(self.reported) >= len(self.correlation_of) and self.reported.issuperset(
+            self.correlation_of
+        )
+        if (buffer_size and len(self.clients) >= buffer_size) or everyone:
             # Closed at once, in the same step as the arrival that ended it: no later update slips in.
             self.closed = True
             self.done.set()

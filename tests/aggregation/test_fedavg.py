@@ -6,6 +6,7 @@ import numpy as np
 
 from scaleout.aggregation.fedavg import FedAvg
 from scaleout.aggregation.npzfile import read_specs, write_npz
+from scaleout.combiner.updates import load_checked
 
 
 def test_memory_of_folding_does_not_grow_with_the_number_of_updates(tmp_path):
@@ -97,3 +98,17 @@ def test_fortran_ordered_and_big_endian_updates_fold_by_their_values(tmp_path):
         np.testing.assert_array_equal(npz["0"], values + 1)
         assert npz["1"].dtype == np.dtype(">f8")
         np.testing.assert_array_equal(npz["1"], values + 1)
+
+
+def test_folding_checked_slices_gives_the_average_of_folding_the_files_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(11)
+    write_npz(tmp_path / "seed.npz", [np.zeros((40, 30), np.float32), np.zeros(7, np.float64)])
+    specs = read_specs(tmp_path / "seed.npz")
+    from_files, from_slices = FedAvg(specs), FedAvg(specs)
+    for k, weight in enumerate([3, 1, 7]):
+        write_npz(tmp_path / f"u{k}.npz", [rng.normal(size=(40, 30)).astype(np.float32), rng.normal(size=7)])
+        from_files.fold(tmp_path / f"u{k}.npz", weight)
+        from_slices.fold_slices(load_checked(tmp_path / f"u{k}.npz", specs), weight)
+    for got, want in zip(from_slices.result(), from_files.result(), strict=True):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert from_slices.total == from_files.total == 11

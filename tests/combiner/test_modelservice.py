@@ -1,6 +1,7 @@
 """ModelService: uploads and downloads in chunks."""
 
 import asyncio
+import sys
 from collections.abc import Callable
 
 import grpc
@@ -113,3 +114,49 @@ async def test_a_download_beyond_max_transfers_waits_for_a_slot_and_then_complet
         finally:
             await first.close()
             await second.close()
+
+
+async def test_an_upload_of_non_canonical_file_chunks_is_spooled_byte_exact(tmp_path):
+    """Chunks with a field the combiner does not know, or data given twice (the last counts), are
+    parsed as protobuf would: the hand-parsed fast path must not take them."""
+    raw_chunks = [
+        pb.FileChunk(data=b"ab").SerializeToString() + b"\x10\x05",
+        pb.FileChunk(data=b"lost").SerializeToString() + pb.FileChunk(data=b"cd").SerializeToString(),
+        pb.FileChunk(data=b"ef").SerializeToString(),
+    ]
+    async with running_combiner(tmp_path) as combiner:
+        async with grpc.aio.insecure_channel(address(combiner)) as channel:
+            upload = channel.stream_unary(
+                "/scaleout.ModelService/Upload",
+                request_serializer=lambda raw: raw,
+                response_deserializer=pb.ModelResponse.FromString,
+            )
+            metadata = (("model-id", "u1"), ("client-id", "a"))
+            response = await upload(iter(raw_chunks), metadata=metadata, timeout=WAIT)
+        assert response.status == pb.OK
+        spooled = combiner.spool.claim("u1", "a")
+        assert spooled is not None and spooled.path.read_bytes() == b"abcdef" and spooled.size == 6
+
+
+async def test_a_small_staged_model_is_read_from_disk_once_for_every_download(tmp_path):
+    """Downloads of a small model share its chunks in memory: the file is opened once, not per client."""
+    opened: list[str] = []
+
+    def audit(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | bytes) and str(args[0]).endswith(".npz"):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)  # audit hooks cannot be removed; this one only records paths
+    seed = [np.arange(600_000, dtype=np.float32)]  # 2.4 MB: three chunks
+    async with running_combiner(tmp_path) as combiner:
+        model_id = put_seed(combiner, seed)
+        staged = await combiner.staged.stage(model_id)
+        downloaders = [TestClient(address(combiner), f"c{i}") for i in range(5)]
+        try:
+            opened.clear()
+            got = await asyncio.gather(*(c.download(model_id) for c in downloaders))
+        finally:
+            for client in downloaders:
+                await client.close()
+        assert got == [npz_bytes(seed)] * 5
+        assert opened.count(str(staged)) == 1

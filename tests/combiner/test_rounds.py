@@ -1,6 +1,7 @@
 """Training rounds over real gRPC: exact FedAvg, when a round ends, and how it fails."""
 
 import asyncio
+import sys
 
 import numpy as np
 import pytest
@@ -267,3 +268,32 @@ async def test_invalid_round_config_is_invalid_argument_naming_the_field(tmp_pat
             await ctl.start_round(model_id="m1", aggregator="fedmedian")
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "RoundConfig.aggregator 'fedmedian'" in raised.value.details()
+
+
+async def test_a_small_fedavg_update_is_read_once_checked_and_folded_from_memory(tmp_path):
+    """The round opens each spooled update once (check and fold share the read), not once per pass;
+    the average stays exact. (The upload's container check opens it once more, before the round.)"""
+    opened: list[str] = []
+
+    def audit(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | bytes) and "updates" in str(args[0]):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)  # audit hooks cannot be removed; this one only records paths
+    async with (
+        running_combiner(tmp_path) as combiner,
+        clients(combiner, "a", "b") as (a, b),
+        controller(combiner) as ctl,
+    ):
+        round_task = ctl.start_round(model_id=put_seed(combiner, SEED))
+        task_a, task_b = await a.next_task(), await b.next_task()
+        opened.clear()
+        assert await a.train(task_a, shifted(1), 1) == "accepted"
+        assert await b.train(task_b, shifted(4), 2) == "accepted"
+        result = await asyncio.wait_for(round_task, WAIT)
+        assert result.ok, result.error
+        for got, seed in zip(load_model(combiner, result.model_id, tmp_path), SEED, strict=True):
+            np.testing.assert_allclose(got, seed + 3.0, rtol=0, atol=1e-6)
+    spooled = [p for p in opened if p.endswith(".npz")]
+    by_update = {p: spooled.count(p) for p in spooled}
+    assert len(by_update) == 2 and set(by_update.values()) == {2}, by_update  # the container check + 1
