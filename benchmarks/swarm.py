@@ -273,6 +273,9 @@ def measure(
     elapsed = time.monotonic() - t0
     idle_cpu = (cpu_seconds(pid) - cpu0) / elapsed * 100
     idle_writes = (writes(counter) - w0) / elapsed
+    if rounds == 0:
+        nothing = {"combiner": 0.0, "api": 0.0, "swarm": 0.0}
+        return Row(clients, float("nan"), "-", pid_status(pid, "VmRSS"), idle_cpu, idle_writes, nothing)
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     busy0 = process_cpu(fed)
     session_id = fed.api.start_session(
@@ -344,7 +347,11 @@ def print_table(rows: list[Row], size_mb: int, rounds: int) -> None:
 def bench(args: argparse.Namespace) -> None:
     rows = []
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaleout-swarm-")))
+        if args.keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaleout-swarm-")))
+        else:
+            root = args.keep
+            root.mkdir(parents=True, exist_ok=False)
         db = root / "statestore.db"
         fed = stack.enter_context(federation(root, f"sqlite:///{db}", f"file://{root}/models"))
         fed.start_combiner("combiner")
@@ -376,7 +383,12 @@ def main() -> None:
     bench_parser.add_argument("--clients", type=int, nargs="+", default=[100, 300, 1000])
     bench_parser.add_argument("--processes", type=int, default=2, help="swarm processes per step")
     bench_parser.add_argument("--size", type=int, default=1, help="model size in MB")
-    bench_parser.add_argument("--rounds", type=int, default=3)
+    bench_parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per session; 0 measures the idle swarm only"
+    )
+    bench_parser.add_argument(
+        "--keep", type=Path, help="work in this new folder and keep it (every process's log is in logs/)"
+    )
     args = parser.parse_args()
     if args.command == "clients":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

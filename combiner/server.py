@@ -33,6 +33,7 @@ from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.telemetry import Telemetry
 from scaleout.credentials import Authenticator, controller_token
+from scaleout.limits import raise_open_files_limit
 from scaleout.metrics import TimedStatestore
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.proto.channels import server_credentials
@@ -262,6 +263,7 @@ def _rate_limiter(settings: CombinerSettings) -> RateLimiter | None:
 async def serve(settings: CombinerSettings) -> None:
     """Run a combiner until SIGINT or SIGTERM, then shut it down gracefully."""
     limit_malloc_arenas()  # before the first worker thread allocates
+    raise_open_files_limit(f"combiner {settings.name}")  # a socket per connected client
     statestore = TimedStatestore(await asyncio.to_thread(open_statestore, settings.db))
     repository = await asyncio.to_thread(open_model_repository, settings.models, settings.s3_credentials)
     combiner = Combiner(settings, statestore, repository)
