@@ -242,6 +242,42 @@ def test_client_asks_the_api_again_after_repeated_connection_failures(tmp_path: 
     run(scenario())
 
 
+class BusyCombiner(CombinerDouble):
+    """A combiner whose event loop cannot answer the first heartbeat in time (thousands of clients
+    connecting at once): that heartbeat is never answered; the connection itself is up."""
+
+    async def SendHeartbeat(self, request: scaleout_pb2.Heartbeat, context: Any) -> scaleout_pb2.Response:
+        if self.heartbeats.empty() and not getattr(self, "answered_late", False):
+            self.answered_late = True
+            self.heartbeats.put_nowait(request)
+            await asyncio.Event().wait()  # cancelled by gRPC when the client's deadline passes
+        return await super().SendHeartbeat(request, context)
+
+
+def test_a_first_heartbeat_out_of_time_on_a_live_connection_keeps_the_task_stream(tmp_path: Path) -> None:
+    make_package(tmp_path / "pkg")
+
+    async def scenario() -> None:
+        busy = BusyCombiner(models={"m0": model_bytes(WEIGHTS, tmp_path)})
+        server, port = await start_combiner(busy)
+        try:
+            with ApiDouble([assigned(port)]) as api:
+                settings = settings_for(tmp_path, api.url, heartbeat_deadline=0.5)
+                async with serving(EdgeClient(settings)) as client:
+                    await next_item(busy.streams_opened, client, "the task stream")
+                    await next_item(busy.heartbeats, client, "the heartbeat left unanswered")
+                    await next_item(busy.heartbeats, client, "the heartbeat after the missed one")
+                    busy.push(CLIENT_ID, train_task(CLIENT_ID, "m0"))
+                    update = await next_item(busy.updates, client, "the update on the same stream")
+                    assert busy.streams_opened.empty() and busy.streams_closed.empty(), "it reconnected"
+                assert len(api.add_calls) == 1
+        finally:
+            await server.stop(None)
+        assert update.model_id == "m0"
+
+    run(scenario())
+
+
 class RefusingCombiner(CombinerDouble):
     """A combiner that does not know this client."""
 
