@@ -345,6 +345,8 @@ def print_table(rows: list[Row], size_mb: int, rounds: int) -> None:
 
 
 def bench(args: argparse.Namespace) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the API, the combiner and the swarm processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     rows = []
     with contextlib.ExitStack() as stack:
         if args.keep is None:

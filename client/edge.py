@@ -63,6 +63,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 HEARTBEAT_MISSES = 2  # missed heartbeats in a row that end a connection which had worked
+# ... when the connection is up (HTTP/2 keepalive answered) and only the combiner's answer is late: a
+# combiner busy with a round of thousands of clients answers in tens of seconds, and a client that
+# drops its connection then loses its task and adds a reconnect to the load.
+BUSY_MISSES = 5
 # A heartbeat that fails with these did not reach a live combiner; any other answer, even an
 # error, shows that the combiner is there.
 UNREACHABLE_CODES = frozenset(
@@ -310,10 +314,11 @@ class EdgeClient:
 
         The first answer shows the combiner is reachable; the second that the connection held for a
         heartbeat interval, which is when it counts as working (and the backoff starts over). A first
-        heartbeat that fails ends the attempt at once, unless it only ran out of time on a connection
-        that is up (HTTP/2 keepalive checks that): the combiner is there but busy, as when thousands of
-        clients connect at once, and dropping the connection to dial again would only add to its load
-        (2,000 swarm clients so reconnected in a loop and never all got online).
+        heartbeat that fails ends the attempt at once, and HEARTBEAT_MISSES in a row a connection,
+        unless they only ran out of time on a connection that is up (HTTP/2 keepalive checks that):
+        the combiner is there but busy, as when thousands of clients connect at once or train in one
+        round, and dropping the connection to dial again would only add to its load (2,000 swarm
+        clients so reconnected in a loop and never all got online). BUSY_MISSES of those end it.
         """
         interval = self.settings.heartbeat_interval
         beat = scaleout_pb2.Heartbeat(client_id=self.client_id, heartbeat_interval_ms=int(interval * 1000))
@@ -327,7 +332,7 @@ class EdgeClient:
                 if exc.code() in UNREACHABLE_CODES:
                     misses += 1
                     busy = _busy(exc, channel)
-                    if (answers == 0 and not busy) or misses >= HEARTBEAT_MISSES:
+                    if (answers == 0 and not busy) or misses >= (BUSY_MISSES if busy else HEARTBEAT_MISSES):
                         raise
                     logger.warning(
                         "heartbeat to combiner %s missed: %s%s",
