@@ -41,7 +41,7 @@ class NotTheAPI(APIError):
         title = re.search(r"<title>\s*(.*?)\s*</title>", response.text[:4096], re.IGNORECASE | re.DOTALL)
         server = response.headers.get("server")
         message = (
-            f"{response.request.url} answered HTTP {response.status_code} with {kind}"
+            f"{response.request.url.copy_with(query=None)} answered HTTP {response.status_code} with {kind}"
             + (f" ({title.group(1)[:80]})" if title else "")
             + (f" from {server}" if server else "")
             + ", not the JSON of a scaleout-edge API: is the API URL right?"
