@@ -17,6 +17,8 @@ Two commands:
   model, checked exact (seed + rounds), and prints per count the median round time, the combiner's
   peak RSS (VmHWM), its CPU while the clients are connected and idle, and the statestore writes per
   second meanwhile (counted by SQLite triggers on every table of the benchmark's own database).
+  ``--rounds 0`` measures the idle swarm only (RSS is then the combiner's VmRSS while idle);
+  ``--keep DIR`` works in DIR and keeps it, every process's log under DIR/logs.
 """
 
 from __future__ import annotations
