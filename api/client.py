@@ -21,6 +21,7 @@ CHUNK_SIZE = 4 * 1024 * 1024
 ENDED = frozenset({"Finished", "Failed", "Terminated"})
 LONG_POLL = 30.0  # seconds one /wait request may hang; the server caps it at 60
 MIN_POLL_INTERVAL = 0.5  # between polls that returned early (e.g. a session not started yet)
+PAGE_SIZE = 1000  # records per request when a list method is asked for every match
 
 
 class APIError(ScaleoutError):
@@ -40,7 +41,7 @@ class NotTheAPI(APIError):
         title = re.search(r"<title>\s*(.*?)\s*</title>", response.text[:4096], re.IGNORECASE | re.DOTALL)
         server = response.headers.get("server")
         message = (
-            f"{response.request.url} answered HTTP {response.status_code} with {kind}"
+            f"{response.request.url.copy_with(query=None)} answered HTTP {response.status_code} with {kind}"
             + (f" ({title.group(1)[:80]})" if title else "")
             + (f" from {server}" if server else "")
             + ", not the JSON of a scaleout-edge API: is the API URL right?"
@@ -153,8 +154,25 @@ class APIClient:
         return target
 
     def list_entities(self, family: str, **params: Any) -> dict[str, Any]:
-        """``GET /{family}/`` with filters and paging (limit, skip, sort_key, sort_order)."""
-        return self._get(f"/{family}/", **params)
+        """``GET /{family}/`` with filters and paging (limit, skip, sort_key, sort_order).
+
+        With a ``limit``, that one page (``count`` is the total); without one, every match from
+        ``skip`` on, read a page of ``PAGE_SIZE`` at a time (the API answers one page by default).
+        """
+        return self._list(f"/{family}/", params)
+
+    def _list(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a list route when ``limit`` is given, else every match from ``skip`` on."""
+        if params.get("limit") is not None:
+            return self._get(path, **params)
+        skip = params.get("skip") or 0
+        query = {key: value for key, value in params.items() if key not in ("limit", "skip")}
+        page = self._get(path, **query, limit=PAGE_SIZE, skip=skip)
+        items = page["result"]
+        while page["result"] and skip + len(items) < page["count"]:
+            page = self._get(path, **query, limit=PAGE_SIZE, skip=skip + len(items))
+            items.extend(page["result"])
+        return {"count": page["count"], "result": items}
 
     def count_entities(self, family: str, **filters: Any) -> int:
         return self._get(f"/{family}/count", **filters)["count"]
@@ -369,9 +387,10 @@ class APIClient:
         body = {"name": name, **({"client_id": client_id} if client_id else {})}
         return self._request("POST", "/clients/tokens", json=body).json()
 
-    def get_client_tokens(self) -> dict[str, Any]:
-        """Every client credential (never its secret): ``{"count", "result"}``."""
-        return self._get("/clients/tokens")
+    def get_client_tokens(self, **paging: Any) -> dict[str, Any]:
+        """Client credentials (never their secrets): ``{"count", "result"}``; every one unless a
+        ``limit`` (and ``skip``) asks for a page."""
+        return self._list("/clients/tokens", paging)
 
     def revoke_client_token(self, id: str) -> dict[str, Any]:
         """Revoke a client credential; its client is disconnected within seconds."""
@@ -382,8 +401,9 @@ class APIClient:
         body = {"name": name, "uses": uses, "expires_in": expires_in}
         return self._request("POST", "/clients/enrollments", json=body).json()
 
-    def get_enrollments(self) -> dict[str, Any]:
-        return self._get("/clients/enrollments")
+    def get_enrollments(self, **paging: Any) -> dict[str, Any]:
+        """Enrollment secrets (never the secrets), every one unless a ``limit`` asks for a page."""
+        return self._list("/clients/enrollments", paging)
 
     def revoke_enrollment(self, id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/clients/enrollments/{id}").json()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaleout.api import deps
+from scaleout.api.routes_entities import DEFAULT_LIMIT, Limit, Skip
 from scaleout.credentials import (
     Authenticator,
     issue_client_credential,
@@ -101,8 +102,8 @@ def _info(credential: Credential) -> dict[str, Any]:
     return credential.model_dump(exclude={"token_hash"})
 
 
-def _list(store: Statestore, kind: CredentialKind) -> dict[str, Any]:
-    page = store.credentials.list({"kind": kind.value}, sort_key="created_at")
+def _list(store: Statestore, kind: CredentialKind, limit: int, skip: int) -> dict[str, Any]:
+    page = store.credentials.list({"kind": kind.value}, sort_key="created_at", limit=limit, skip=skip)
     return {"count": page.count, "result": [_info(c) for c in page.items]}
 
 
@@ -128,9 +129,9 @@ def create_token(body: TokenRequest, store: deps.StatestoreDep) -> dict[str, Any
 
 
 @router.get("/tokens", response_model=CredentialList, summary="Client credentials (never their secrets)")
-def list_tokens(store: deps.StatestoreDep) -> dict[str, Any]:
-    """Every client credential issued, without the tokens themselves."""
-    return _list(store, CredentialKind.CLIENT)
+def list_tokens(store: deps.StatestoreDep, limit: Limit = DEFAULT_LIMIT, skip: Skip = 0) -> dict[str, Any]:
+    """The client credentials issued (a page of them, oldest first), without the tokens themselves."""
+    return _list(store, CredentialKind.CLIENT, limit, skip)
 
 
 @router.delete("/tokens/{id}", response_model=CredentialInfo, summary="Revoke a client credential")
@@ -153,9 +154,11 @@ def create_enrollment(body: EnrollmentRequest, store: deps.StatestoreDep) -> dic
 
 
 @router.get("/enrollments", response_model=CredentialList, summary="Enrollment secrets (never the secrets)")
-def list_enrollments(store: deps.StatestoreDep) -> dict[str, Any]:
-    """Every enrollment secret issued, without the secrets themselves."""
-    return _list(store, CredentialKind.ENROLLMENT)
+def list_enrollments(
+    store: deps.StatestoreDep, limit: Limit = DEFAULT_LIMIT, skip: Skip = 0
+) -> dict[str, Any]:
+    """The enrollment secrets issued (a page of them, oldest first), without the secrets themselves."""
+    return _list(store, CredentialKind.ENROLLMENT, limit, skip)
 
 
 @router.delete("/enrollments/{id}", response_model=CredentialInfo, summary="Revoke an enrollment secret")
@@ -189,7 +192,7 @@ def enroll(
     enrollment = stored_credential(store, secret, CredentialKind.ENROLLMENT)
     if enrollment is None:
         raise HTTPException(401, f"the enrollment secret is unknown, revoked or expired; {ENROLL_HELP}")
-    if body.client_id and store.credentials.list({"client_id": body.client_id}).count:
+    if body.client_id and store.credentials.count({"client_id": body.client_id}):
         raise HTTPException(
             409,
             f"client {body.client_id!r} already has a credential; enroll without a client id, or ask an "

@@ -18,8 +18,21 @@ from scaleout.store.schema import scalar_fields
 from scaleout.store.statestore import Repository, Statestore
 
 PAGING = frozenset({"limit", "skip", "sort_key", "sort_order"})
+# A list answers one page unless asked for more: a federation of thousands of clients (or a long
+# history of events) never goes out in one answer. `count` is the total; the next page is at skip + limit.
+DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_SKIP = 2**53
+Limit = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_LIMIT,
+        description=f"page size: {DEFAULT_LIMIT} if omitted, at most {MAX_LIMIT}; "
+        "`count` is the total, the next page starts at skip + limit",
+    ),
+]
+Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description="matches to skip before the page")]
 # Integer filters are compared by the statestore as 64-bit integers (SQLite, MongoDB).
 INT64 = {"ge": -(2**63), "le": 2**63 - 1}
 
@@ -90,16 +103,14 @@ def entity_router(
         response_model=list_response_model(entity),
         summary=f"List {family}",
         description=f"The {family} whose fields equal every filter given, as `count` (all that match) and "
-        "`result` (this page: `limit` from `skip`, ordered by `sort_key`). An unknown filter is a 422 "
-        "naming the filters there are.",
+        f"`result` (this page: `limit` ({DEFAULT_LIMIT} by default) from `skip`, ordered by `sort_key`). "
+        "An unknown filter is a 422 naming the filters there are.",
     )
     def list_items(
         where: Where,
         store: deps.StatestoreDep,
-        limit: Annotated[
-            int | None, Query(ge=0, le=MAX_LIMIT, description="page size; all if omitted")
-        ] = None,
-        skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="matches to skip before the page")] = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        skip: Skip = 0,
         sort_key: Annotated[str, Query(description="a scalar field; ids sort in creation order")] = "id",
         sort_order: Annotated[
             Literal["asc", "desc"], Query(description="ascending or descending by sort_key")

@@ -19,6 +19,8 @@ Two commands:
   model, checked exact (seed + rounds), and prints per count the median round time, the combiner's
   peak RSS (VmHWM), its CPU while the clients are connected and idle, and the statestore writes per
   second meanwhile (counted by SQLite triggers on every table of the benchmark's own database).
+  ``--rounds 0`` measures the idle swarm only (RSS is then the combiner's VmRSS while idle);
+  ``--keep DIR`` works in DIR and keeps it, every process's log under DIR/logs.
 """
 
 from __future__ import annotations
@@ -62,7 +64,6 @@ PACKAGE_YAML = (
 # One connection per client, as separate processes would have: gRPC otherwise shares one subchannel
 # (one TCP connection) among channels with the same target and options.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
-IDLE_WINDOW = 20.0  # seconds over which idle CPU and statestore writes are measured
 
 log = logging.getLogger("swarm")
 
@@ -327,6 +328,7 @@ def measure(
     rounds: int,
     seed: list[np.ndarray],
     rounds_before: int,
+    idle_window: float,
 ) -> Row:
     """Wait for ``clients`` online, measure them idle, then run a session from the latest model (the seed
     plus ``rounds_before`` rounds) and check its result exact."""
@@ -334,10 +336,13 @@ def measure(
     wait_until(lambda: online_count(fed) >= clients, 600, f"{clients} clients online", interval=1.0)
     pid = combiner.popen.pid
     cpu0, w0, t0 = cpu_seconds(pid), writes(counter), time.monotonic()
-    time.sleep(IDLE_WINDOW)
+    time.sleep(idle_window)
     elapsed = time.monotonic() - t0
     idle_cpu = (cpu_seconds(pid) - cpu0) / elapsed * 100
     idle_writes = (writes(counter) - w0) / elapsed
+    if rounds == 0:
+        nothing = {"combiner": 0.0, "api": 0.0, "swarm": 0.0}
+        return Row(clients, float("nan"), "-", pid_status(pid, "VmRSS"), idle_cpu, idle_writes, nothing)
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     busy0 = process_cpu(fed)
     session_id = fed.api.start_session(
@@ -386,7 +391,7 @@ def process_cpu(fed: Federation) -> dict[str, float]:
     return totals
 
 
-def print_table(rows: list[Row], size_mb: int, rounds: int) -> None:
+def print_table(rows: list[Row], size_mb: int, rounds: int, idle_window: float) -> None:
     header = (
         f"{'clients':>7} {'round s':>8} {'updates per round':>24} {'RSS MB':>7} {'idle CPU %':>10} "
         f"{'writes/s':>9} {'CPU s/round: combiner':>22} {'api':>5} {'swarm':>6}"
@@ -401,15 +406,21 @@ def print_table(rows: list[Row], size_mb: int, rounds: int) -> None:
         )
     print(
         f"{size_mb} MB model, {rounds} rounds per session, median round; RSS = combiner VmHWM during the "
-        f"session;\nidle CPU (of one core) and statestore writes over {IDLE_WINDOW:g} s with every client "
+        f"session;\nidle CPU (of one core) and statestore writes over {idle_window:g} s with every client "
         f"connected and no round. Load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}."
     )
 
 
 def bench(args: argparse.Namespace) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the API, the combiner and the swarm processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     rows = []
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaleout-swarm-")))
+        if args.keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaleout-swarm-")))
+        else:
+            root = args.keep
+            root.mkdir(parents=True, exist_ok=False)
         db = root / "statestore.db"
         fed = stack.enter_context(federation(root, f"sqlite:///{db}", f"file://{root}/models"))
         fed.start_combiner("combiner")
@@ -421,10 +432,14 @@ def bench(args: argparse.Namespace) -> None:
         for step, clients in enumerate(sorted(args.clients)):
             start_swarm(fed, clients - running, args.processes, first=running, package=package)
             running = clients
-            rows.append(measure(fed, counter, clients, args.rounds, seed, step * args.rounds))
-            print_table(rows[-1:], args.size, args.rounds)  # as it comes: a later step may not end
+            rows.append(
+                measure(fed, counter, clients, args.rounds, seed, step * args.rounds, args.idle_window)
+            )
+            print_table(
+                rows[-1:], args.size, args.rounds, args.idle_window
+            )  # as it comes: a later step may not end
             sys.stdout.flush()
-    print_table(rows, args.size, args.rounds)
+    print_table(rows, args.size, args.rounds, args.idle_window)
 
 
 def main() -> None:
@@ -446,7 +461,18 @@ def main() -> None:
     bench_parser.add_argument("--clients", type=int, nargs="+", default=[100, 300, 1000])
     bench_parser.add_argument("--processes", type=int, default=2, help="swarm processes per step")
     bench_parser.add_argument("--size", type=int, default=1, help="model size in MB")
-    bench_parser.add_argument("--rounds", type=int, default=3)
+    bench_parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per session; 0 measures the idle swarm only"
+    )
+    bench_parser.add_argument(
+        "--idle-window",
+        type=float,
+        default=20.0,
+        help="seconds over which idle CPU and writes are measured (>= 60 covers a heartbeat write each)",
+    )
+    bench_parser.add_argument(
+        "--keep", type=Path, help="work in this new folder and keep it (every process's log is in logs/)"
+    )
     args = parser.parse_args()
     if args.command == "clients":
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

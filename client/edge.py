@@ -62,8 +62,11 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
-HEARTBEAT_DEADLINE = 10.0  # seconds one heartbeat may take before it counts as missed
 HEARTBEAT_MISSES = 2  # missed heartbeats in a row that end a connection which had worked
+# ... when the connection is up (HTTP/2 keepalive answered) and only the combiner's answer is late: a
+# combiner busy with a round of thousands of clients answers in tens of seconds, and a client that
+# drops its connection then loses its task and adds a reconnect to the load.
+BUSY_MISSES = 5
 # A heartbeat that fails with these did not reach a live combiner; any other answer, even an
 # error, shows that the combiner is there.
 UNREACHABLE_CODES = frozenset(
@@ -281,7 +284,10 @@ class EdgeClient:
             timestamp=datetime.now(UTC).isoformat(),
         )
         call = link.combiner.TaskStream(hello)
-        parts = [asyncio.create_task(self._receive(call, link)), asyncio.create_task(self._heartbeat(link))]
+        parts = [
+            asyncio.create_task(self._receive(call, link)),
+            asyncio.create_task(self._heartbeat(link, channel)),
+        ]
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
             return _session_end(next(iter(done)).exception(), link, assignment, tls)
@@ -303,26 +309,37 @@ class EdgeClient:
             self._tasks.submit(task, link)
         raise ConnectionLost("the combiner closed the task stream")
 
-    async def _heartbeat(self, link: Link) -> None:
+    async def _heartbeat(self, link: Link, channel: grpc.aio.Channel) -> None:
         """Send heartbeats; missed ones end the connection, since the stream alone may hang silently.
 
         The first answer shows the combiner is reachable; the second that the connection held for a
-        heartbeat interval, which is when it counts as working (and the backoff starts over).
+        heartbeat interval, which is when it counts as working (and the backoff starts over). A first
+        heartbeat that fails ends the attempt at once, and HEARTBEAT_MISSES in a row a connection,
+        unless they only ran out of time on a connection that is up (HTTP/2 keepalive checks that):
+        the combiner is there but busy, as when thousands of clients connect at once or train in one
+        round, and dropping the connection to dial again would only add to its load (2,000 swarm
+        clients so reconnected in a loop and never all got online). BUSY_MISSES of those end it.
         """
         interval = self.settings.heartbeat_interval
         beat = scaleout_pb2.Heartbeat(client_id=self.client_id, heartbeat_interval_ms=int(interval * 1000))
         answers = misses = 0
         while True:
             try:
-                await link.combiner.SendHeartbeat(beat, timeout=HEARTBEAT_DEADLINE)
+                await link.combiner.SendHeartbeat(beat, timeout=self.settings.heartbeat_deadline)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                     raise
                 if exc.code() in UNREACHABLE_CODES:
                     misses += 1
-                    if answers == 0 or misses >= HEARTBEAT_MISSES:
+                    busy = _busy(exc, channel)
+                    if (answers == 0 and not busy) or misses >= (BUSY_MISSES if busy else HEARTBEAT_MISSES):
                         raise
-                    logger.warning("heartbeat to combiner %s missed: %s", link.name, exc.code().name)
+                    logger.warning(
+                        "heartbeat to combiner %s missed: %s%s",
+                        link.name,
+                        exc.code().name,
+                        " (connected: the combiner is busy)" if busy else "",
+                    )
                     await asyncio.sleep(interval)
                     continue
                 logger.warning("combiner %s answered a heartbeat with %s", link.name, _rpc_error(exc))
@@ -409,6 +426,12 @@ def _session_end(
     if error is None:  # neither part returns normally; keep the type checker and the reader honest
         return SessionEnd("the connection ended", link.established, gone=False)
     raise error
+
+
+def _busy(error: grpc.aio.AioRpcError, channel: grpc.aio.Channel) -> bool:
+    """A call ran out of time on a connection that is up: the combiner answers slowly, it is not gone."""
+    ready = channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY
+    return error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and ready
 
 
 def _rpc_error(error: grpc.aio.AioRpcError) -> str:

@@ -50,6 +50,9 @@ class ClientSettings:
     # Liveness is the open task stream plus HTTP/2 keepalive; heartbeats only show the combiner's event
     # loop answers, so they are infrequent: 1,000 clients at 30 s are 33 calls/s on the combiner.
     heartbeat_interval: float = 30.0
+    # How long one heartbeat may take before it counts as missed (HEARTBEAT_MISSES in a row end the
+    # connection; a first one missed on a connection that is up counts as a miss too: a busy combiner).
+    heartbeat_deadline: float = 10.0
     env_dir: Path | None = None
     assign_timeout: float | None = None
     task_timeout: float | None = None
@@ -80,8 +83,11 @@ class ClientSettings:
                 "expect an idle client's pings (they tolerate sooner ones, but the pings of every client "
                 f"load the combiner); set it to {MIN_KEEPALIVE_TIME:g} or more, got {self.keepalive_time:g}"
             )
-        if self.heartbeat_interval <= 0:
-            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {self.heartbeat_interval}")
+        if self.heartbeat_interval <= 0 or self.heartbeat_deadline <= 0:
+            raise ValueError(
+                "heartbeat_interval and heartbeat_deadline must be > 0 seconds, got "
+                f"{self.heartbeat_interval} and {self.heartbeat_deadline}"
+            )
         if self.reconnect_attempts < 1:
             raise ValueError(f"reconnect_attempts must be >= 1, got {self.reconnect_attempts}")
         if not 1024 * 1024 <= self.chunk_size <= 4 * 1024 * 1024:

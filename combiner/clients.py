@@ -7,8 +7,8 @@ another one: an asyncio timer per client, not a polling loop.
 
 Statestore calls block, so one writer task makes them in a worker thread, a batch per hop: it coalesces
 changes (the latest state of each client is written, in order) and heartbeats cost at most one write per
-client per ``write_interval`` (a minute by default: connects and disconnects are written at once, and a
-connected client's liveness is its open stream, not its record), which keeps thousands of clients cheap.
+client per ``write_interval`` (five minutes by default: connects and disconnects are written at once, and
+a connected client's liveness is its open stream, not its record), which keeps thousands of clients cheap.
 The same writer stores the clients' events (connected, disconnected, a failed task), each with its client
 id, for the dashboard's log.
 """
@@ -63,7 +63,7 @@ class ClientRegistry:
         statestore: Statestore,
         combiner_id: str,
         heartbeat_timeout: float,
-        write_interval: float = 60.0,
+        write_interval: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock`` (monotonic seconds) paces the heartbeat writes; a test passes a fake one."""

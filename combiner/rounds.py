@@ -33,7 +33,14 @@ from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, discard
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.tasks import TRAIN, VALIDATE, make_task
 from scaleout.combiner.training import TrainingRound
-from scaleout.combiner.updates import ACCEPTED, UpdateRejected, check_arrays, load_checked, parse_meta, rejected
+from scaleout.combiner.updates import (
+    ACCEPTED,
+    UpdateRejected,
+    check_arrays,
+    load_checked,
+    parse_meta,
+    rejected,
+)
 from scaleout.combiner.validations import ValidationRun
 from scaleout.errors import InvalidId, NotFound
 from scaleout.proto import scaleout_pb2 as pb

@@ -33,6 +33,7 @@ from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.staging import StagedModels
 from scaleout.combiner.telemetry import Telemetry
 from scaleout.credentials import Authenticator, controller_token
+from scaleout.limits import raise_open_files_limit
 from scaleout.metrics import TimedStatestore
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from scaleout.proto.channels import server_credentials
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 64 * 1024 * 1024  # chunks are up to 4 MiB; the default 4 MiB limit rejects 4 MiB + framing
 UNREQUESTED_CALL_BOUND = 3600  # seconds; far beyond any call's deadline (see SERVER_OPTIONS)
+# Calls gRPC may hold for the event loop to pick up (see SERVER_OPTIONS): ~20 per client of 5,000, each
+# a few KB of headers until its handler runs, and each bounded in time by its client's deadline.
+MAX_PENDING_CALLS = 100_000
 STOP_GRACE = 5.0  # seconds in-flight RPCs get at shutdown before they are cancelled
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_LIMIT),
@@ -66,6 +70,13 @@ SERVER_OPTIONS = [
     # nothing logged (gRPC's default is 30 s): under a burst of thousands of calls a SendModelUpdate
     # could vanish so. Each call's own deadline (the client's rpc_deadline) bounds its wait instead.
     ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_BOUND),
+    # Nor by number: past 1,000 calls waiting for the loop gRPC cancels arriving calls at random (all
+    # past 3,000), and the client sees a bare CANCELLED. At 2,000 clients a connect storm (a task
+    # stream and a heartbeat each) or a round (downloads, uploads, updates) queues that many while the
+    # loop is busy: 8-30 % of their task streams, heartbeats and downloads ended so, and the round
+    # never had every update.
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
 
@@ -262,6 +273,7 @@ def _rate_limiter(settings: CombinerSettings) -> RateLimiter | None:
 async def serve(settings: CombinerSettings) -> None:
     """Run a combiner until SIGINT or SIGTERM, then shut it down gracefully."""
     limit_malloc_arenas()  # before the first worker thread allocates
+    raise_open_files_limit(f"combiner {settings.name}")  # a socket per connected client
     statestore = TimedStatestore(await asyncio.to_thread(open_statestore, settings.db))
     repository = await asyncio.to_thread(open_model_repository, settings.models, settings.s3_credentials)
     combiner = Combiner(settings, statestore, repository)

@@ -17,6 +17,7 @@ from scaleout.cli.common import (
     stores_of,
 )
 from scaleout.cli.tls import client_tls_options, server_tls_options
+from scaleout.limits import raise_open_files_limit
 from scaleout.store.uri import S3Credentials
 from scaleout.tls import ClientTLS, ServerTLS, warn_if_exposed
 
@@ -171,6 +172,7 @@ def start(
     if log_format == "json":  # uvicorn's loggers then propagate to our JSON handler on the root logger
         configure_logging(log_level, log_format)
         logging_config = {"log_config": None}
+    raise_open_files_limit("API")  # a socket per client asking for a combiner or a package at once
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -13,8 +13,8 @@ import click
 
 from scaleout.cli.common import configure_logging, env_dir_option, log_level_option, user_errors
 from scaleout.cli.credentials import enrollment_group, token_group
-from scaleout.cli.remote import Remote, api_options
-from scaleout.cli.tables import ALWAYS, HIGH, LOW, Column, field, print_records, short_id, when
+from scaleout.cli.remote import Remote, api_options, paging_options
+from scaleout.cli.tables import ALWAYS, HIGH, LOW, Column, field, print_page, short_id, when
 from scaleout.cli.tls import client_tls_options
 from scaleout.client.settings import ClientSettings, validate_client_id
 from scaleout.tls import ClientTLS
@@ -258,12 +258,13 @@ client_group.add_command(enrollment_group)
 
 
 @client_group.command("list")
+@paging_options
 @api_options
-def list_clients(remote: Remote) -> None:
-    """The clients known to the API: status, combiner, when last seen."""
+def list_clients(remote: Remote, limit: int, skip: int) -> None:
+    """The clients known to the API, a page at a time by name: status, combiner, when last seen."""
     with remote.connect() as api:
-        clients = api.get_clients()
-    remote.emit(clients, lambda: print_records("clients", clients["result"], COLUMNS))
+        clients = api.get_clients(sort_key="name", limit=limit, skip=skip)
+    remote.emit(clients, lambda: print_page("clients", clients, COLUMNS, skip))
 
 
 COLUMNS = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, filter_id, resolve_id
+from scaleout.cli.remote import Remote, api_options, filter_id, paging_options, resolve_id
 from scaleout.cli.tables import (
     ALWAYS,
     HIGH,
@@ -15,7 +15,7 @@ from scaleout.cli.tables import (
     console,
     field,
     key_value_table,
-    print_records,
+    print_page,
     short_id,
     size,
     when,
@@ -41,13 +41,15 @@ def model_group() -> None:
 
 @model_group.command("list")
 @click.option("--session-id", help="Only the models of this session.")
+@paging_options
 @api_options
-def list_models(remote: Remote, session_id: str | None) -> None:
-    """Every model, oldest first: seeds have no session, each round's model names its parent."""
+def list_models(remote: Remote, session_id: str | None, limit: int, skip: int) -> None:
+    """The models, oldest first, a page at a time: seeds have no session, each round's model names its
+    parent."""
     with remote.connect() as api:
         session_id = filter_id(api, "sessions", session_id)
-        models = api.get_models(session_id=session_id)
-    remote.emit(models, lambda: print_records("models", models["result"], MODEL_COLUMNS))
+        models = api.get_models(session_id=session_id, limit=limit, skip=skip)
+    remote.emit(models, lambda: print_page("models", models, MODEL_COLUMNS, skip))
 
 
 @model_group.command("show")

@@ -24,6 +24,8 @@ from scaleout.client.settings import DEFAULT_API_URL
 from scaleout.errors import ScaleoutError
 
 API_PATH = "/api/v1"
+LIST_LIMIT = 100  # records a list command shows unless told (the API's own default page)
+MAX_LIST_LIMIT = 10_000  # the API's largest page
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,24 @@ def api_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def paging_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --limit and --skip: a list command shows one page and says how to get the next one."""
+    command = click.option(
+        "--skip",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Records to skip before the page (the next page starts at --skip plus --limit).",
+    )(command)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, MAX_LIST_LIMIT),
+        default=LIST_LIMIT,
+        show_default=True,
+        help="Records to show.",
+    )(command)
 
 
 def resolve_id(api: APIClient, family: str, given: str) -> str:

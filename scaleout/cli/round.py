@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, filter_id
+from scaleout.cli.remote import Remote, api_options, filter_id, paging_options
 from scaleout.cli.tables import (
     ALWAYS,
     HIGH,
@@ -16,7 +16,7 @@ from scaleout.cli.tables import (
     example_count,
     field,
     is_async,
-    print_records,
+    print_page,
     rejected_count,
     round_number,
     round_seconds,
@@ -50,13 +50,14 @@ def round_group() -> None:
 
 @round_group.command("list")
 @click.option("--session-id", help="Only the rounds of this session.")
+@paging_options
 @api_options
-def list_rounds(remote: Remote, session_id: str | None) -> None:
-    """Every round, oldest first (round numbers count from 1 within their session)."""
+def list_rounds(remote: Remote, session_id: str | None, limit: int, skip: int) -> None:
+    """The rounds, oldest first, a page at a time (round numbers count from 1 within their session)."""
     with remote.connect() as api:
         session_id = filter_id(api, "sessions", session_id)
-        rounds = api.get_rounds(session_id=session_id)
-    remote.emit(rounds, lambda: print_records("rounds", rounds["result"], round_columns(rounds["result"])))
+        rounds = api.get_rounds(session_id=session_id, limit=limit, skip=skip)
+    remote.emit(rounds, lambda: print_page("rounds", rounds, round_columns(rounds["result"]), skip))
 
 
 def round_columns(rounds: list[dict]) -> list[Column]:

@@ -15,7 +15,7 @@ from scaleout import round_rules as rules
 from scaleout.api.client import ENDED, APIClient, SessionTimeout
 from scaleout.cli.aggregator import aggregator_options
 from scaleout.cli.asynchronous import async_options
-from scaleout.cli.remote import Remote, api_options, resolve_id
+from scaleout.cli.remote import Remote, api_options, paging_options, resolve_id
 from scaleout.cli.tables import (
     ALWAYS,
     HIGH,
@@ -28,7 +28,7 @@ from scaleout.cli.tables import (
     key_value_table,
     number,
     per_minute,
-    print_records,
+    print_page,
     rounds_table,
     session_done,
     session_extent,
@@ -282,12 +282,13 @@ SESSION_COLUMNS = [
 
 
 @session_group.command("list")
+@paging_options
 @api_options
-def list_sessions(remote: Remote) -> None:
-    """Every session, oldest first."""
+def list_sessions(remote: Remote, limit: int, skip: int) -> None:
+    """The sessions, oldest first, a page at a time."""
     with remote.connect() as api:
-        sessions = api.get_sessions()
-    remote.emit(sessions, lambda: print_records("sessions", sessions["result"], SESSION_COLUMNS))
+        sessions = api.get_sessions(limit=limit, skip=skip)
+    remote.emit(sessions, lambda: print_page("sessions", sessions, SESSION_COLUMNS, skip))
 
 
 @session_group.command("show")

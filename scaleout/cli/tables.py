@@ -128,6 +128,19 @@ def print_records(title: str, rows: Iterable[Mapping[str, Any]], columns: Sequen
     out.print(records_table(title, rows, columns, out.width))
 
 
+def print_page(title: str, page: Mapping[str, Any], columns: Sequence[Column], skip: int) -> None:
+    """One page of a list answer (``count``, ``result``) as a table, then which records these are of
+    how many and the ``--skip`` of the next page, when there is more than this page."""
+    print_records(title, page["result"], columns)
+    shown, total = len(page["result"]), page["count"]
+    if skip == 0 and shown == total:
+        return
+    note = f"{title} {skip + 1}-{skip + shown} of {total}" if shown else f"no {title} past {skip} of {total}"
+    if skip + shown < total:
+        note += f"; the next page: --skip {skip + shown}"
+    console().print(note)
+
+
 def natural_width(column: Column, cells: Sequence[Sequence[str]], index: int) -> int:
     widths = [len(line) for line in column.header.split("\n")]
     widths += [len(line) for row in cells for line in row[index].split("\n")]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from scaleout.cli.remote import Remote, api_options, filter_id
+from scaleout.cli.remote import Remote, api_options, filter_id, paging_options
 from scaleout.cli.tables import (
     HIGH,
     LOW,
@@ -17,7 +17,7 @@ from scaleout.cli.tables import (
     field,
     flatten,
     number,
-    print_records,
+    print_page,
     short_id,
     when,
 )
@@ -31,20 +31,26 @@ def validation_group() -> None:
 @validation_group.command("list")
 @click.option("--session-id", help="Only the validations of this session.")
 @click.option("--model-id", help="Only the validations of this model.")
+@paging_options
 @api_options
-def list_validations(remote: Remote, session_id: str | None, model_id: str | None) -> None:
-    """Every validation, oldest first, one column per metric (nested metrics as dotted names).
+def list_validations(
+    remote: Remote, session_id: str | None, model_id: str | None, limit: int, skip: int
+) -> None:
+    """The validations, oldest first, a page at a time, one column per metric (nested metrics as
+    dotted names).
 
     Clients are shown by name and rounds by their number in the session (from 1).
     """
     with remote.connect() as api:
         session_id = filter_id(api, "sessions", session_id)
         model_id = filter_id(api, "models", model_id)
-        validations = api.get_validations(session_id=session_id, model_id=model_id)
+        validations = api.get_validations(session_id=session_id, model_id=model_id, limit=limit, skip=skip)
         clients = client_labels(api.get_clients()["result"])
         rounds = {r["id"]: r["index"] + 1 for r in api.get_rounds(session_id=session_id)["result"]}
     rows = validations["result"]
-    remote.emit(validations, lambda: print_records("validations", rows, columns(rows, clients, rounds)))
+    remote.emit(
+        validations, lambda: print_page("validations", validations, columns(rows, clients, rounds), skip)
+    )
 
 
 def columns(

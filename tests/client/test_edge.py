@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from scaleout.client.edge import EdgeClient
+from scaleout.client.edge import BUSY_MISSES, EdgeClient
 from scaleout.client.settings import ClientSettings
 from scaleout.errors import ScaleoutError
 from scaleout.proto import scaleout_pb2
@@ -224,6 +224,45 @@ def test_client_asks_the_api_again_after_repeated_connection_failures(tmp_path: 
         finally:
             await server.stop(None)
         assert hello.client_id == CLIENT_ID
+
+    run(scenario())
+
+
+class BusyCombiner(CombinerDouble):
+    """A combiner whose event loop cannot answer heartbeats in time (thousands of clients connecting
+    at once): its first ``LATE`` heartbeats are never answered; the connection itself is up."""
+
+    LATE = BUSY_MISSES - 1
+
+    async def SendHeartbeat(self, request: scaleout_pb2.Heartbeat, context: Any) -> scaleout_pb2.Response:
+        self.seen = getattr(self, "seen", 0) + 1
+        if self.seen <= self.LATE:
+            self.heartbeats.put_nowait(request)
+            await asyncio.Event().wait()  # cancelled by gRPC when the client's deadline passes
+        return await super().SendHeartbeat(request, context)
+
+
+def test_heartbeats_out_of_time_on_a_live_connection_keep_the_task_stream(tmp_path: Path) -> None:
+    make_package(tmp_path / "pkg")
+
+    async def scenario() -> None:
+        busy = BusyCombiner(models={"m0": model_bytes(WEIGHTS, tmp_path)})
+        server, port = await start_combiner(busy)
+        try:
+            with ApiDouble([assigned(port)]) as api:
+                settings = settings_for(tmp_path, api.url, heartbeat_deadline=0.5)
+                async with serving(EdgeClient(settings)) as client:
+                    await next_item(busy.streams_opened, client, "the task stream")
+                    for late in range(BusyCombiner.LATE):
+                        await next_item(busy.heartbeats, client, f"unanswered heartbeat {late + 1}")
+                    await next_item(busy.heartbeats, client, "the heartbeat after the missed ones")
+                    busy.push(CLIENT_ID, train_task(CLIENT_ID, "m0"))
+                    update = await next_item(busy.updates, client, "the update on the same stream")
+                    assert busy.streams_opened.empty() and busy.streams_closed.empty(), "it reconnected"
+                assert len(api.add_calls) == 1
+        finally:
+            await server.stop(None)
+        assert update.model_id == "m0"
 
     run(scenario())
 

@@ -89,8 +89,14 @@ export async function fetchAll(path, query) {
   return items;
 }
 
-export async function clientNames() {
-  // client id -> name, for plots, validations and events: people gave names, ids are 32 hex digits
+export async function clientNames(ids) {
+  // client id -> name, for plots, validations and events: people gave names, ids are 32 hex digits.
+  // Given ids (one page of events), only those clients are read, never a federation's thousands.
+  if (ids) {
+    const unique = [...new Set(ids.filter(Boolean))];
+    const clients = await Promise.all(unique.map((id) => orNull(api(`/api/v1/clients/${encodeURIComponent(id)}`))));
+    return new Map(clients.filter(Boolean).map((c) => [c.id, c.name || c.id]));
+  }
   const clients = await fetchAll("/api/v1/clients/", { sort_key: "name" });
   return new Map(clients.map((c) => [c.id, c.name || c.id]));
 }

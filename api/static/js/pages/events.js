@@ -28,10 +28,8 @@ export async function renderEvents(gen, parts, params) {
   const skip = Number(params.get("skip") || 0);
   const level = params.get("level") || "";
   const sessionId = params.get("session_id") || "";
-  const [events, names] = await Promise.all([
-    api("/api/v1/events/", { level: level, session_id: sessionId, sort_key: "timestamp", sort_order: "desc", limit: PAGE_SIZE, skip: skip }),
-    clientNames(),
-  ]);
+  const events = await api("/api/v1/events/", { level: level, session_id: sessionId, sort_key: "timestamp", sort_order: "desc", limit: PAGE_SIZE, skip: skip });
+  const names = await clientNames(events.result.map((e) => e.client_id));
   const select = h(
     "select",
     {

@@ -1,6 +1,6 @@
 /* #/clients and #/combiners: every node of the federation, and one client's history. */
 
-import { MAX_LIMIT, api, clientNames, fetchAll, orNull } from "../api.js";
+import { MAX_LIMIT, api, fetchAll, orNull } from "../api.js";
 import { card, definitions, h, idCell, nodeStatus, pager, pill, shaCell, table, timeCell } from "../dom.js";
 import { fmtNumber, roundNumber } from "../format.js";
 import { every, show } from "../router.js";
@@ -69,15 +69,15 @@ export async function renderClients(gen, parts, params) {
 }
 
 async function renderClient(gen, id) {
-  const [client, activity, validations, events, active, names, sessions] = await Promise.all([
+  const [client, activity, validations, events, active, sessions] = await Promise.all([
     api(`/api/v1/clients/${encodeURIComponent(id)}`),
     api(`/api/v1/clients/${encodeURIComponent(id)}/activity`),
     fetchAll("/api/v1/validations/", { client_id: id, sort_key: "created_at" }),
     api("/api/v1/events/", { client_id: id, sort_key: "timestamp", sort_order: "desc", limit: 50 }),
     orNull(api("/api/v1/packages/active")),
-    clientNames(),
     api("/api/v1/sessions/", { sort_key: "created_at", sort_order: "desc", limit: MAX_LIMIT }),
   ]);
+  const names = new Map([[client.id, client.name || client.id]]); // its events are all its own
   const sessionNames = new Map(sessions.result.map((x) => [x.id, x.name || x.id]));
   const combiner = client.combiner_id ? await orNull(api(`/api/v1/combiners/${encodeURIComponent(client.combiner_id)}`)) : null;
   show(
