@@ -1,6 +1,7 @@
 """The interceptors' one handler wrapper, on a real grpc.aio server: each of the four kinds of RPC keeps
 its kind and runs the hooks in order; a hook that aborts refuses the call before the behaviour runs."""
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -76,12 +77,20 @@ async def serve(hooks: dict[str, Any]) -> tuple[grpc.aio.Server, grpc.aio.Channe
     return server, grpc.aio.insecure_channel(f"127.0.0.1:{port}")
 
 
-async def call(channel: grpc.aio.Channel, name: str) -> Any:
-    """The answer of one RPC: a unary request is b"x", a streamed one b"a" then b"b"."""
+async def two() -> AsyncIterator[bytes]:
+    for request in (b"a", b"b"):
+        yield request
 
-    async def two() -> AsyncIterator[bytes]:
-        for request in (b"a", b"b"):
-            yield request
+
+async def silent() -> AsyncIterator[bytes]:
+    """A request stream that sends nothing until the call ends: a refused call then answers its status,
+    where requests written while the server aborts can surface as INTERNAL at the client (a grpc race)."""
+    await asyncio.Event().wait()
+    yield b""
+
+
+async def call(channel: grpc.aio.Channel, name: str, requests: Any = two) -> Any:
+    """The answer of one RPC: a unary request is b"x", a streamed one ``requests()`` (b"a" then b"b")."""
 
     method = f"/{SERVICE}/{name}"
     if name == "UnaryUnary":
@@ -89,8 +98,8 @@ async def call(channel: grpc.aio.Channel, name: str) -> Any:
     if name == "UnaryStream":
         return [message async for message in channel.unary_stream(method)(b"x")]
     if name == "StreamUnary":
-        return await channel.stream_unary(method)(two())
-    return [message async for message in channel.stream_stream(method)(two())]
+        return await channel.stream_unary(method)(requests())
+    return [message async for message in channel.stream_stream(method)(requests())]
 
 
 async def test_every_kind_of_rpc_runs_its_behaviour_between_the_hooks() -> None:
@@ -143,7 +152,7 @@ async def test_a_before_hook_that_aborts_refuses_the_call_before_its_behaviour_r
     server, channel = await serve({"before": refuse, "response": seen.append})
     try:
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await call(channel, name)
+            await call(channel, name, silent)
     finally:
         await channel.close()
         await server.stop(None)
