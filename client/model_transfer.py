@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from scaleout.errors import ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
 
@@ -52,16 +54,30 @@ async def download_model(
     """
     call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
     try:
-        # Headers come at admission, with the first chunk from a combiner that does not queue, or with
-        # the status of a call that fails (then reading the call below raises its error).
-        async with asyncio.timeout(pace.queue):
+        await _admitted(call, model_id, pace.queue)
+        return await _receive(call, model_id, path, pace)
+    finally:
+        call.cancel()  # a no-op once the call ended; frees the combiner of one abandoned (a task cancelled)
+
+
+async def _admitted(call: grpc.aio.UnaryStreamCall, model_id: str, queue: float) -> None:
+    """Wait up to ``queue`` s for the combiner to admit the download: its headers.
+
+    They come at admission, with the first chunk from a combiner that does not queue, or with the status
+    of a call that fails (then reading the call raises its error).
+    """
+    try:
+        async with asyncio.timeout(queue):
             await call.initial_metadata()
     except TimeoutError:
-        call.cancel()
         raise TransferError(
-            f"download of model {model_id} was not admitted within {pace.queue:g} s: every transfer slot "
+            f"download of model {model_id} was not admitted within {queue:g} s: every transfer slot "
             "of the combiner stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
         ) from None
+
+
+async def _receive(call: grpc.aio.UnaryStreamCall, model_id: str, path: Path, pace: Pace) -> int:
+    """Write the admitted download's chunks to ``path`` at ``pace``; return its size in bytes."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     size = 0
@@ -73,7 +89,6 @@ async def download_model(
                     size += len(chunk.data)
                     bound.reschedule(started + pace.seconds(size + MAX_CHUNK))
     except TimeoutError:
-        call.cancel()
         raise TransferError(
             f"download of model {model_id} stalled: {size} bytes in {loop.time() - started:.1f} s, slower "
             f"than {pace.rate:g} bytes/s after {pace.floor:g} s (client settings min_transfer_rate, "
