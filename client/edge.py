@@ -172,7 +172,7 @@ class EdgeClient:
                 settings.chunk_size,
                 settings.task_timeout,
                 settings.rpc_deadline,
-                Pace(settings.rpc_deadline, settings.min_transfer_rate),
+                Pace(settings.rpc_deadline, settings.min_transfer_rate, settings.max_queue_wait),
             )
             self._tasks = TaskLoop(self._runner)
             worker = asyncio.create_task(self._tasks.run(), name="task-loop")

@@ -4,7 +4,10 @@ Models never sit whole in memory on the client: a download is written chunk by c
 arrives, and an upload reads the file chunk by chunk as gRPC asks for the next message.
 
 Every transfer has a deadline scaled by its size (``Pace``), so a stalled transfer fails instead of
-holding the client's task forever.
+holding the client's task forever. A download first waits its turn for one of the combiner's transfer
+slots (combiner/admission.py), which the combiner marks by sending the call's headers: that wait is
+bounded on its own (``Pace.queue``), and the pace is measured from the headers on, since a queued
+transfer is not a stalled one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import grpc
 
 from scaleout.errors import ScaleoutError
 from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
@@ -26,10 +31,12 @@ class TransferError(ScaleoutError):
 
 @dataclass(frozen=True)
 class Pace:
-    """The slowest transfer allowed: ``floor`` seconds of slack plus ``rate`` bytes a second."""
+    """The slowest transfer allowed: ``floor`` seconds of slack plus ``rate`` bytes a second, after up to
+    ``queue`` seconds waiting for the combiner to admit a download."""
 
     floor: float
     rate: float
+    queue: float
 
     def seconds(self, size: int) -> float:
         """How long moving ``size`` bytes may take."""
@@ -41,13 +48,39 @@ async def download_model(
 ) -> int:
     """Write model ``model_id`` from the combiner to ``path``; return its size in bytes.
 
-    The size is not known up front, so the pace is checked as bytes arrive: each next chunk must
-    arrive before the time the bytes so far plus one largest chunk may take.
+    The size is not known up front, so the pace is checked as bytes arrive, from the combiner's
+    admission on: each next chunk must arrive before the time the bytes so far plus one largest chunk
+    may take.
     """
+    call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
+    try:
+        await _admitted(call, model_id, pace.queue)
+        return await _receive(call, model_id, path, pace)
+    finally:
+        call.cancel()  # a no-op once the call ended; frees the combiner of one abandoned (a task cancelled)
+
+
+async def _admitted(call: grpc.aio.UnaryStreamCall, model_id: str, queue: float) -> None:
+    """Wait up to ``queue`` s for the combiner to admit the download: its headers.
+
+    They come at admission, with the first chunk from a combiner that does not queue, or with the status
+    of a call that fails (then reading the call raises its error).
+    """
+    try:
+        async with asyncio.timeout(queue):
+            await call.initial_metadata()
+    except TimeoutError:
+        raise TransferError(
+            f"download of model {model_id} was not admitted within {queue:g} s: every transfer slot "
+            "of the combiner stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
+        ) from None
+
+
+async def _receive(call: grpc.aio.UnaryStreamCall, model_id: str, path: Path, pace: Pace) -> int:
+    """Write the admitted download's chunks to ``path`` at ``pace``; return its size in bytes."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     size = 0
-    call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
     try:
         with open(path, "wb") as handle:
             async with asyncio.timeout_at(started + pace.seconds(MAX_CHUNK)) as bound:
@@ -56,7 +89,6 @@ async def download_model(
                     size += len(chunk.data)
                     bound.reschedule(started + pace.seconds(size + MAX_CHUNK))
     except TimeoutError:
-        call.cancel()
         raise TransferError(
             f"download of model {model_id} stalled: {size} bytes in {loop.time() - started:.1f} s, slower "
             f"than {pace.rate:g} bytes/s after {pace.floor:g} s (client settings min_transfer_rate, "

@@ -4,9 +4,9 @@ Every open transfer holds its chunk in memory until gRPC has sent it (gRPC's cop
 a large model's chunk is read per download: modelservice.py), so without a bound the combiner's memory
 grows with the number of clients transferring at once: ~1 MB per client at 1,000 clients on a 1 MB
 model. Admitted transfers run at full speed; the others wait their turn in
-arrival order, holding nothing but their call. (Uploads are not admitted: modelservice.py.) The wait
-counts against the client's transfer deadline (its rpc_deadline plus bytes over
-min_transfer_rate), so slots times the clients' link speed must move a round's bytes in that time.
+arrival order, holding nothing but their call. (Uploads are not admitted: modelservice.py.) A client
+waits up to its max_queue_wait for a slot and keeps its transfer pace (min_transfer_rate) from then on;
+Download sends the call's headers when admitted to start that clock.
 """
 
 import asyncio

@@ -92,6 +92,9 @@ class ModelServicer(rpc.ModelServiceServicer):
                 "current tasks can be downloaded",
             )
         async with self._admission.slot():
+            # The headers tell the client it is admitted: its transfer pace runs from here, not from its
+            # wait in the queue (client/model_transfer.py).
+            await context.send_initial_metadata(())
             try:
                 cached = await self._staged.cached_chunks(request.model_id)
                 if cached is not None:

@@ -121,6 +121,14 @@ def client_group() -> None:
     help="Bytes/s below which a model download or upload is abandoned (after --rpc-deadline s).",
 )
 @click.option(
+    "--max-queue-wait",
+    envvar="SCALEOUT_MAX_QUEUE_WAIT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.max_queue_wait,
+    show_default=True,
+    help="Seconds a model download may wait for one of the combiner's transfer slots (its --max-transfers).",
+)
+@click.option(
     "--keepalive-time",
     envvar="SCALEOUT_CLIENT_KEEPALIVE_TIME",
     type=click.FloatRange(min=5),
@@ -181,6 +189,7 @@ def start(
     reconnect_attempts: int,
     rpc_deadline: float,
     min_transfer_rate: float,
+    max_queue_wait: float,
     keepalive_time: float,
     keepalive_timeout: float,
     max_unpacked_bytes: int,
@@ -246,6 +255,7 @@ def start(
             tls=tls,
             rpc_deadline=rpc_deadline,
             min_transfer_rate=min_transfer_rate,
+            max_queue_wait=max_queue_wait,
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
             max_unpacked_bytes=max_unpacked_bytes,

@@ -52,4 +52,4 @@ def test_the_keepalive_bound_is_the_combiners_ping_policy() -> None:
 
 
 def test_a_transfer_may_take_the_deadline_plus_its_bytes_at_the_minimum_rate() -> None:
-    assert Pace(floor=30.0, rate=250_000.0).seconds(100_000_000) == 430.0
+    assert Pace(floor=30.0, rate=250_000.0, queue=30.0).seconds(100_000_000) == 430.0

@@ -151,7 +151,11 @@ def test_a_train_task_waits_for_the_running_validation_instead_of_superseding_it
 
 
 class StallingCombiner(CombinerDouble):
-    """Stalls the first Download or Upload (per ``stall``) for good; later ones work."""
+    """Stalls the first Download or Upload (per ``stall``) for good; later ones work.
+
+    A "queue" stall never admits the Download (no headers, as a combiner whose transfer slots stay
+    busy); a "download" stall admits it (sends the headers) and then sends nothing.
+    """
 
     def __init__(self, stall: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -165,7 +169,10 @@ class StallingCombiner(CombinerDouble):
     async def Download(
         self, request: scaleout_pb2.ModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scaleout_pb2.FileChunk]:
-        await self._stall("download")
+        await self._stall("queue")
+        if self.stall == "download":
+            await context.send_initial_metadata(())
+            await self._stall("download")
         async for chunk in super().Download(request, context):
             yield chunk
 
@@ -181,6 +188,11 @@ class StallingCombiner(CombinerDouble):
             "download",
             r"download of model m0 stalled: 0 bytes in [0-9.]+ s, slower than 1e\+09 bytes/s after 0\.5 s "
             r"\(client settings min_transfer_rate, rpc_deadline\)",
+        ),
+        (
+            "queue",
+            r"download of model m0 was not admitted within 0\.5 s: every transfer slot of the combiner "
+            r"stayed busy \(client setting max_queue_wait, combiner setting max_transfers\)",
         ),
         (
             "upload",
@@ -199,7 +211,9 @@ def test_a_stalled_transfer_fails_its_task_at_the_deadline_and_the_next_task_run
         server, port = await start_combiner(double)
         try:
             with ApiDouble([assigned(port)]) as api:
-                settings = settings_for(tmp_path, api.url, rpc_deadline=0.5, min_transfer_rate=1e9)
+                settings = settings_for(
+                    tmp_path, api.url, rpc_deadline=0.5, min_transfer_rate=1e9, max_queue_wait=0.5
+                )
                 async with serving(EdgeClient(settings)) as client:
                     await next_item(double.streams_opened, client, "the task stream")
                     double.push(CLIENT_ID, train_task(CLIENT_ID, "m0", correlation_id="stalled"))

@@ -8,6 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
+from scaleout.client.model_transfer import Pace, TransferError, download_model
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from tests.combiner.driver import (
@@ -114,6 +115,67 @@ async def test_a_download_beyond_max_transfers_waits_for_a_slot_and_then_complet
         finally:
             await first.close()
             await second.close()
+
+
+async def test_a_queued_download_keeps_its_pace_from_admission_and_a_never_admitted_one_fails(tmp_path):
+    """The client's own download (client/model_transfer.py) against a combiner with one transfer slot."""
+    async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        model = [np.arange(8 * 1024 * 1024, dtype=np.float32)]  # 32 MB: more than the windows hold
+        model_id = put_seed(combiner, model)
+        await combiner.staged.stage(model_id)
+        holder, queued, refused = (TestClient(address(combiner), name) for name in ("a", "b", "c"))
+        try:
+            holding = holder.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
+            head = await holding.read()  # holds the only slot while it does not read on
+            # With no bytes its pace allows 2.6 s (0.5 s + one 4 MiB chunk at 2 MB/s), but it may be queued
+            # as long as WAIT.
+            waiting = asyncio.ensure_future(
+                download_model(queued.models, model_id, tmp_path / "queued", Pace(0.5, 2e6, WAIT))
+            )
+            await until(lambda: combiner.admission.waiting == 1, "the queued download waits for the slot")
+            with pytest.raises(TransferError) as raised:
+                await download_model(refused.models, model_id, tmp_path / "refused", Pace(0.5, 2e6, 3))
+            assert str(raised.value) == (
+                f"download of model {model_id} was not admitted within 3 s: every transfer slot of the "
+                "combiner stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
+            )
+            # The refused download gave up after 3 s queued, so the other one has waited longer than its
+            # pace allows a transfer with no bytes: queued, it is not stalled.
+            await until(lambda: combiner.admission.waiting == 1, "only the queued download still waits")
+            assert not waiting.done()
+
+            chunks = [head.data]
+            while (chunk := await holding.read()) is not grpc.aio.EOF:
+                chunks.append(chunk.data)
+
+            assert await waiting == len(npz_bytes(model))
+            assert (tmp_path / "queued").read_bytes() == b"".join(chunks) == npz_bytes(model)
+            assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
+        finally:
+            for client in (holder, queued, refused):
+                await client.close()
+
+
+async def test_a_queued_download_whose_task_is_cancelled_leaves_the_queue(tmp_path):
+    async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        model = [np.arange(8 * 1024 * 1024, dtype=np.float32)]  # 32 MB: more than the windows hold
+        model_id = put_seed(combiner, model)
+        await combiner.staged.stage(model_id)
+        holder, queued = TestClient(address(combiner), "a"), TestClient(address(combiner), "b")
+        try:
+            holding = holder.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
+            await holding.read()  # holds the only slot
+            waiting = asyncio.ensure_future(
+                download_model(queued.models, model_id, tmp_path / "queued", Pace(0.5, 1e9, WAIT))
+            )
+            await until(lambda: combiner.admission.waiting == 1, "the download waits for the slot")
+            waiting.cancel()  # as a task superseded by a newer round's
+            await until(lambda: combiner.admission.waiting == 0, "the cancelled download left the queue")
+            holding.cancel()
+            await until(lambda: combiner.admission.active == 0, "the slot is free again")
+        finally:
+            await holder.close()
+            await queued.close()
 
 
 async def test_an_upload_of_non_canonical_file_chunks_is_spooled_byte_exact(tmp_path):

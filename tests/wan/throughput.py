@@ -46,7 +46,7 @@ async def upload(target: str, size: int) -> float:
         async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
             stub = scaleout_pb2_grpc.ModelServiceStub(channel)
             started = time.monotonic()
-            await upload_model(stub, path, uuid.uuid4().hex, "wan-bench", MIB, Pace(600, 1))
+            await upload_model(stub, path, uuid.uuid4().hex, "wan-bench", MIB, Pace(600, 1, 600))
             return size / (time.monotonic() - started)
 
 
