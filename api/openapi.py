@@ -9,7 +9,9 @@ documentation, so the entities stay the statestore's schema.
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 
 from scaleout.roles import rest_rule
@@ -157,8 +159,25 @@ def create_documented_app(**kwargs: Any) -> FastAPI:
     app = FastAPIOffline(
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"persistAuthorization": True},
+        redoc_url=None,
         **kwargs,
     )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        """Redoc from local assets. Its sidebar shows a logo from cdn.redoc.ly: images are limited to
+        this server so an offline page never reaches out (the logo is simply not drawn)."""
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = "img-src 'self' data:"
+        return page
+
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

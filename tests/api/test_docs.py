@@ -67,6 +67,14 @@ def test_the_docs_pages_load_only_local_assets_and_those_are_served(
             assert len(response.content) > 100_000  # the real bundle, not a stub
 
 
+def test_redoc_may_draw_only_images_of_this_server(server: ApiServer) -> None:
+    """Redoc's bundle shows a logo from cdn.redoc.ly in its sidebar: an offline page must not fetch it."""
+    response = httpx.get(f"http://127.0.0.1:{server.port}/redoc")
+
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == "img-src 'self' data:"
+
+
 def test_the_docs_assets_follow_the_docs_rule_when_the_api_has_a_token(tmp_path: Path) -> None:
     with run_api(tmp_path / "closed", token="admin-token") as closed:
         assert httpx.get(f"http://127.0.0.1:{closed.port}/docs/assets/swagger-ui.css").status_code == 401

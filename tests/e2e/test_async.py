@@ -95,7 +95,14 @@ def test_versions_are_exact_and_neither_slow_nor_crashing_nor_hanging_clients_bl
 ) -> None:
     seed_id = seeded(fed)
     fed.start_combiner()
-    specs = [client(1, 10), client(2, 30, sleep=3.0), client(5, 10, mode="crash"), client(7, 10, mode="hang")]
+    # The fast client trains 0.5 s a step, so the 16 folds of 8 versions take longer than the slow
+    # client's 3 s: on a quiet machine an instant fast client committed them all before it returned.
+    specs = [
+        client(1, 10, sleep=0.5),
+        client(2, 30, sleep=3.0),
+        client(5, 10, mode="crash"),
+        client(7, 10, mode="hang"),
+    ]
     start_clients(fed, specs)
     k = {f"client-{i}": float(s["E2E_K"]) for i, s in enumerate(specs)}
     # round_timeout (each task's timeout) far beyond the session: the hanging client is never freed by it
