@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaleout.api.client import SessionTimeout
 from scaleout.client.dispatcher import Dispatcher, RunResult
-from scaleout.client.edge import EdgeClient
+from scaleout.client.edge import OWN_CONNECTION, EdgeClient
 from scaleout.client.settings import ClientSettings
 from scaleout.errors import PackageError
 from scaleoututil.helpers.helpers import get_helper, save_metadata, save_metrics
@@ -61,9 +61,6 @@ NUM_EXAMPLES = 10
 PACKAGE_YAML = (
     "entry_points:\n  train:\n    command: python train.py\n  validate:\n    command: python validate.py\n"
 )
-# One connection per client, as separate processes would have: gRPC otherwise shares one subchannel
-# (one TCP connection) among channels with the same target and options.
-OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 log = logging.getLogger("swarm")
 
@@ -191,6 +188,7 @@ async def run_clients(
         )
         add, num_examples = varied_step(index) if varied else (1.0, NUM_EXAMPLES)
         training = InProcessTraining(package, add, num_examples, pace.seconds(index))
+        # One connection per client, as separate processes would have.
         clients.append(EdgeClient(settings, dispatcher=training, channel_options=OWN_CONNECTION))
     runs = [asyncio.create_task(c.run(handle_signals=False), name=c.name) for c in clients]
     stop = asyncio.Event()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -62,6 +63,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+# An upload's channel dials a connection of its own (gRPC would otherwise share the task stream's
+# connection between channels with the same target and options); see tasks.Link.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 HEARTBEAT_MISSES = 2  # missed heartbeats in a row that end a connection which had worked
 # ... when the connection is up (HTTP/2 keepalive answered) and only the combiner's answer is late: a
 # combiner busy with a round of thousands of clients answers in tens of seconds, and a client that
@@ -275,6 +279,9 @@ class EdgeClient:
             scaleout_pb2_grpc.CombinerClientStub(channel),
             scaleout_pb2_grpc.ModelServiceStub(channel),
             name=assignment.combiner,
+            open_upload=functools.partial(
+                open_channel, assignment.address, tls, self._token, [*self._options, *OWN_CONNECTION]
+            ),
         )
         if self._tasks is not None:
             self._tasks.use_link(link)

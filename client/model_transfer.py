@@ -4,16 +4,17 @@ Models never sit whole in memory on the client: a download is written chunk by c
 arrives, and an upload reads the file chunk by chunk as gRPC asks for the next message.
 
 Every transfer has a deadline scaled by its size (``Pace``), so a stalled transfer fails instead of
-holding the client's task forever. A download first waits its turn for one of the combiner's transfer
+holding the client's task forever. A transfer first waits its turn for one of the combiner's transfer
 slots (combiner/admission.py), which the combiner marks by sending the call's headers: that wait is
 bounded on its own (``Pace.queue``), and the pace is measured from the headers on, since a queued
-transfer is not a stalled one.
+transfer is not a stalled one. An upload sends no byte before its headers, so an upload waiting for a
+slot holds no buffer at the combiner: a thousand clients finishing a round at once are taken a few
+at a time instead of all landing in the combiner's memory together.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +55,14 @@ async def download_model(
     """
     call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
     try:
-        await _admitted(call, model_id, pace.queue)
+        await _admitted(call, f"download of model {model_id}", pace.queue)
         return await _receive(call, model_id, path, pace)
     finally:
         call.cancel()  # a no-op once the call ended; frees the combiner of one abandoned (a task cancelled)
 
 
-async def _admitted(call: grpc.aio.UnaryStreamCall, model_id: str, queue: float) -> None:
-    """Wait up to ``queue`` s for the combiner to admit the download: its headers.
+async def _admitted(call: grpc.aio.Call, transfer: str, queue: float) -> None:
+    """Wait up to ``queue`` s for the combiner to admit the transfer: its headers.
 
     They come at admission, with the first chunk from a combiner that does not queue, or with the status
     of a call that fails (then reading the call raises its error).
@@ -71,8 +72,8 @@ async def _admitted(call: grpc.aio.UnaryStreamCall, model_id: str, queue: float)
             await call.initial_metadata()
     except TimeoutError:
         raise TransferError(
-            f"download of model {model_id} was not admitted within {queue:g} s: every transfer slot "
-            "of the combiner stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
+            f"{transfer} was not admitted within {queue:g} s: every transfer slot of the combiner "
+            "stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
         ) from None
 
 
@@ -105,10 +106,17 @@ async def upload_model(
     chunk_size: int,
     pace: Pace,
 ) -> int:
-    """Stream the file at ``path`` to the combiner under ``model_update_id``; return its size."""
+    """Stream the file at ``path`` to the combiner under ``model_update_id`` once it admits the upload;
+    return its size."""
     size = path.stat().st_size
     metadata = (("model-id", model_update_id), ("client-id", client_id))
-    response = await stub.Upload(_chunks(path, chunk_size), metadata=metadata, timeout=pace.seconds(size))
+    call = stub.Upload(metadata=metadata)
+    transfer = f"upload of update {model_update_id}"
+    try:
+        await _admitted(call, transfer, pace.queue)
+        response = await _send(call, path, chunk_size, transfer, pace.seconds(size))
+    finally:
+        call.cancel()  # a no-op once the call ended; else the combiner drops the upload at once
     if response.status != scaleout_pb2.ModelStatus.OK:
         status = scaleout_pb2.ModelStatus.Name(response.status)
         raise TransferError(
@@ -117,7 +125,19 @@ async def upload_model(
     return size
 
 
-async def _chunks(path: Path, chunk_size: int) -> AsyncIterator[scaleout_pb2.FileChunk]:
-    with open(path, "rb") as handle:
-        while data := handle.read(chunk_size):
-            yield scaleout_pb2.FileChunk(data=data)
+async def _send(
+    call: grpc.aio.StreamUnaryCall, path: Path, chunk_size: int, transfer: str, seconds: float
+) -> scaleout_pb2.ModelResponse:
+    """Write the admitted upload's chunks within ``seconds``; the combiner's answer."""
+    try:
+        async with asyncio.timeout(seconds):
+            with open(path, "rb") as handle:
+                while data := handle.read(chunk_size):
+                    await call.write(scaleout_pb2.FileChunk(data=data))
+            await call.done_writing()
+            return await call
+    except TimeoutError:
+        raise TransferError(
+            f"{transfer} stalled: not done within {seconds:.1f} s of its admission (client settings "
+            "min_transfer_rate, rpc_deadline)"
+        ) from None

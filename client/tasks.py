@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,18 @@ class TaskFailed(ScaleoutError):
 
 @dataclass
 class Link:
-    """One connection to a combiner: its stubs, and whether it still stands."""
+    """One connection to a combiner: its stubs, and whether it still stands.
+
+    ``open_upload`` opens a connection of its own for one upload, closed when it ends: gRPC keeps a
+    connection's read buffers sized for the largest burst it has received (~1-2 MB after a 1 MB model)
+    for as long as it is open, so uploads over the long-lived task-stream connection left every
+    client's connection holding that much at the combiner (~1 GB at 1,000 clients).
+    """
 
     combiner: scaleout_pb2_grpc.CombinerClientStub
     models: scaleout_pb2_grpc.ModelServiceStub
     name: str
+    open_upload: Callable[[], grpc.aio.Channel]
     established: bool = False
     closed: bool = False
 
@@ -128,10 +136,18 @@ class TaskRunner:
         # The same check as `scaleout run train`: a model without a positive num_examples is not sent.
         meta = read_train_metadata(out_path)
         update_id = uuid.uuid4().hex
-        await _grpc_step(
-            "upload of the update",
-            upload_model(link.models, out_path, update_id, self.client_id, self.chunk_size, self.pace),
-        )
+        async with link.open_upload() as channel:
+            await _grpc_step(
+                "upload of the update",
+                upload_model(
+                    scaleout_pb2_grpc.ModelServiceStub(channel),
+                    out_path,
+                    update_id,
+                    self.client_id,
+                    self.chunk_size,
+                    self.pace,
+                ),
+            )
         update = scaleout_pb2.ModelUpdate(
             client_id=self.client_id,
             model_id=task.model_id,

@@ -13,10 +13,10 @@ awaits each message's send, so no stream queues more than one), so the combiner'
 the number of clients moving a model at once. Download therefore sends 1 MiB chunks, the low end of
 the wire contract. Measured with benchmarks/round_bench.py, 100 MB model, 16 clients: 4 MiB chunks
 held ~13 MB per download (~210 MB for 16), 1 MiB chunks ~3 MB, at the same round time. How many
-transfers hold a chunk at once is bounded by ``TransferAdmission`` (the combiner's max_transfers) for
-downloads. Not for uploads: a client sends an upload's first window of bytes whether or not it is
-read, so they would sit in gRPC's buffers while waiting; read at once, they go to disk. Uploads are
-bounded by the downloads anyway, as a client uploads only after its download.
+transfers hold buffers at once is bounded by ``TransferAdmission`` (the combiner's max_transfers), in
+both directions: a transfer's headers admit it. The edge client sends no upload byte before them;
+a client that does not wait (the official one) has its first window of bytes sit in gRPC's buffers
+while it waits, as it would without admission.
 """
 
 import asyncio
@@ -61,15 +61,19 @@ class ModelServicer(rpc.ModelServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "Upload needs call metadata ('model-id', <new uuid hex>) naming the update",
             )
-        try:
-            update = await self._spool.receive(update_id, client_id, request_iterator)
-        except InvalidId as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
-        except UploadExists as error:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
-        except UploadTooLarge as error:
-            log.warning("rejected upload from client %s: %s", client_id or "?", error)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        async with self._admission.slot():
+            # The headers admit the upload: the edge client sends no byte before them, so the uploads
+            # waiting for a slot hold no buffers here (client/model_transfer.py).
+            await context.send_initial_metadata(())
+            try:
+                update = await self._spool.receive(update_id, client_id, request_iterator)
+            except InvalidId as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
+            except UploadExists as error:
+                await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+            except UploadTooLarge as error:
+                log.warning("rejected upload from client %s: %s", client_id or "?", error)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         if await asyncio.to_thread(is_container, update.path):  # the official client's ZIP container
             try:
                 await asyncio.to_thread(unwrap, update.path, self._spool.max_size)

@@ -26,8 +26,9 @@ class CombinerSettings:
     registry_interval: float = 5.0
     work_dir: Path = Path(".scaleout/combiner")
     max_model_size: int = 2 * GIB
-    # Model downloads moving bytes at once; the others wait their turn. Each holds ~3 MB (its 1 MiB chunk
-    # in copies), so this bounds download memory (~200 MB) whatever the number of clients.
+    # Model transfers (downloads and uploads) moving bytes at once; the others wait their turn. Each holds
+    # ~3 MB (a 1 MiB chunk in copies, or an upload's window), so this bounds transfer memory (~200 MB)
+    # whatever the number of clients.
     max_transfers: int = 64
     # HTTP/2 receive window of each upload, bytes; 0 follows each link's bandwidth-delay product
     # (server.flow_control_options): one 100 MB upload at 50 ms RTT went from 21.5 to 45.2 MB/s on a

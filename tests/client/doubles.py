@@ -95,6 +95,7 @@ class CombinerDouble(scaleout_pb2_grpc.CombinerClientServicer, scaleout_pb2_grpc
         self, request_iterator: AsyncIterator[scaleout_pb2.FileChunk], context: grpc.aio.ServicerContext
     ) -> scaleout_pb2.ModelResponse:
         metadata = {key: value for key, value in context.invocation_metadata()}
+        await context.send_initial_metadata(())  # admitted at once, as the combiner's headers say
         data = b"".join([chunk.data async for chunk in request_iterator])
         self.uploads[metadata["model-id"]] = (data, metadata)
         return scaleout_pb2.ModelResponse(status=scaleout_pb2.ModelStatus.OK)

@@ -154,7 +154,8 @@ class StallingCombiner(CombinerDouble):
     """Stalls the first Download or Upload (per ``stall``) for good; later ones work.
 
     A "queue" stall never admits the Download (no headers, as a combiner whose transfer slots stay
-    busy); a "download" stall admits it (sends the headers) and then sends nothing.
+    busy); a "download" stall admits it (sends the headers) and then sends nothing. "upload queue" and
+    "upload" do the same to the Upload: never admitted, or admitted and never answered.
     """
 
     def __init__(self, stall: str, **kwargs: Any) -> None:
@@ -177,7 +178,10 @@ class StallingCombiner(CombinerDouble):
             yield chunk
 
     async def Upload(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._stall("upload")
+        await self._stall("upload queue")
+        if self.stall == "upload":
+            await context.send_initial_metadata(())
+            await self._stall("upload")
         return await super().Upload(request_iterator, context)
 
 
@@ -195,9 +199,14 @@ class StallingCombiner(CombinerDouble):
             r"stayed busy \(client setting max_queue_wait, combiner setting max_transfers\)",
         ),
         (
+            "upload queue",
+            r"upload of update [0-9a-f]{32} was not admitted within 0\.5 s: every transfer slot of the "
+            r"combiner stayed busy \(client setting max_queue_wait, combiner setting max_transfers\)",
+        ),
+        (
             "upload",
-            r"upload of the update failed: no answer within its deadline \(client settings rpc_deadline, "
-            r"min_transfer_rate\)",
+            r"upload of update [0-9a-f]{32} stalled: not done within [0-9.]+ s of its admission \(client "
+            r"settings min_transfer_rate, rpc_deadline\)",
         ),
     ],
 )

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from scaleout.client.model_transfer import Pace, TransferError, download_model
+from scaleout.client.model_transfer import Pace, TransferError, download_model, upload_model
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from tests.combiner.driver import (
@@ -150,6 +150,44 @@ async def test_a_queued_download_keeps_its_pace_from_admission_and_a_never_admit
 
             assert await waiting == len(npz_bytes(model))
             assert (tmp_path / "queued").read_bytes() == b"".join(chunks) == npz_bytes(model)
+            assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
+        finally:
+            for client in (holder, queued, refused):
+                await client.close()
+
+
+async def test_an_upload_sends_nothing_until_admitted_and_a_never_admitted_one_fails(tmp_path):
+    """The client's own upload (client/model_transfer.py) against a combiner with one transfer slot:
+    while a download holds it, an upload is not read (no byte reaches the spool), then goes through."""
+    async with running_combiner(tmp_path, max_transfers=1) as combiner:
+        model = [np.arange(8 * 1024 * 1024, dtype=np.float32)]  # 32 MB: more than the windows hold
+        model_id = put_seed(combiner, model)
+        await combiner.staged.stage(model_id)
+        update = tmp_path / "update.npz"
+        update.write_bytes(b"u" * (3 * 1024 * 1024 + 5))
+        holder, queued, refused = (TestClient(address(combiner), name) for name in ("a", "b", "c"))
+        try:
+            holding = holder.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
+            await holding.read()  # holds the only slot while it does not read on
+            waiting = asyncio.ensure_future(
+                upload_model(queued.models, update, "u1", "b", 1024 * 1024, Pace(0.5, 2e6, WAIT))
+            )
+            await until(lambda: combiner.admission.waiting == 1, "the queued upload waits for the slot")
+            with pytest.raises(TransferError) as raised:
+                await upload_model(refused.models, update, "u2", "c", 1024 * 1024, Pace(0.5, 2e6, 3))
+            assert str(raised.value) == (
+                "upload of update u2 was not admitted within 3 s: every transfer slot of the combiner "
+                "stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
+            )
+            await until(lambda: combiner.admission.waiting == 1, "only the queued upload still waits")
+            assert not waiting.done()
+            assert list((tmp_path / "work" / "updates").iterdir()) == []  # not one byte read yet
+
+            holding.cancel()
+            assert await waiting == update.stat().st_size
+            spooled = combiner.spool.claim("u1", "b")
+            assert spooled is not None and spooled.path.read_bytes() == update.read_bytes()
+            assert combiner.spool.claim("u2", "c") is None
             assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
         finally:
             for client in (holder, queued, refused):
