@@ -35,8 +35,8 @@ class ClientSettings:
     Every call to the combiner has a deadline: ``rpc_deadline`` for the small ones (SendModelUpdate,
     SendStatus, SendModelValidation), and for a model transfer ``rpc_deadline`` plus its bytes over
     ``min_transfer_rate`` (a Download, whose size is not known up front, must keep that pace as it
-    goes, from the combiner's admission on; a download waits up to ``max_queue_wait`` to be admitted, as
-    a combiner moves at most its max_transfers downloads at once). HTTP/2 keepalive pings the combiner
+    goes, from the combiner's admission on; a transfer waits up to ``max_queue_wait`` to be admitted, as
+    a combiner moves at most its max_transfers models at once). HTTP/2 keepalive pings the combiner
     after ``keepalive_time`` s with nothing received and drops the connection, failing every call on
     it, when no ack comes within ``keepalive_timeout``.
     """
@@ -68,7 +68,7 @@ class ClientSettings:
     tls: ClientTLS = field(default_factory=ClientTLS)
     rpc_deadline: float = 30.0
     min_transfer_rate: float = 250_000.0  # bytes/s: 2 Mbit/s, a slow edge link
-    # A round's downloads queue at the combiner (its max_transfers): at 5,000 clients of a 1 MB model many
+    # A round's transfers queue at the combiner (its max_transfers): at 5,000 clients of a 1 MB model many
     # waited over 47 s there.
     max_queue_wait: float = 300.0
     keepalive_time: float = 10.0

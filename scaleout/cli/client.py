@@ -126,7 +126,7 @@ def client_group() -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULTS.max_queue_wait,
     show_default=True,
-    help="Seconds a model download may wait for one of the combiner's transfer slots (its --max-transfers).",
+    help="Seconds a model transfer may wait for one of the combiner's transfer slots (its --max-transfers).",
 )
 @click.option(
     "--keepalive-time",
