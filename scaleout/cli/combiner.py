@@ -130,7 +130,7 @@ def combiner_group() -> None:
     type=click.IntRange(min=1),
     default=DEFAULTS.max_transfers,
     show_default=True,
-    help="Model transfers (downloads and uploads) moving bytes at once; the others wait their turn (bounds memory).",
+    help="Model transfers (downloads, uploads) moving bytes at once; the others wait (bounds memory).",
 )
 @click.option(
     "--upload-window",
