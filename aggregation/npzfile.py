@@ -13,6 +13,7 @@ import struct
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy
@@ -46,10 +47,9 @@ class NpzReader:
     Raises ValueError, naming what is wrong, for a file that is no model.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = path
+    def __init__(self, source: str | Path | IO[bytes]) -> None:
         try:
-            self._reader = ModelReader(path)
+            self._reader = ModelReader(source)
         except ModelError as error:
             raise ValueError(str(error)) from None
 

@@ -17,6 +17,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import IO
 
 METADATA_ENTRY = "metadata.json"
 TRAINING_MODEL_ENTRY = "training_model.bin"
@@ -28,10 +29,10 @@ class ContainerRejected(Exception):
     """A ZIP container that cannot be an update; str() names what is wrong and the fix."""
 
 
-def is_container(path: Path) -> bool:
-    """Whether the file is the official client's ZIP container (a ZIP holding metadata.json)."""
+def is_container(source: Path | IO[bytes]) -> bool:
+    """Whether the update is the official client's ZIP container (a ZIP holding metadata.json)."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             return METADATA_ENTRY in archive.namelist()
     except (zipfile.BadZipFile, OSError):
         return False

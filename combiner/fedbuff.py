@@ -626,7 +626,7 @@ class FedBuff:
                     return await asyncio.shield(fold)
         finally:
             if spooled is not None:
-                discard(spooled.path)
+                self._spool.release(spooled)
         reason = reason or "not averaged"
         if run is not None and not run.closed:
             run.rejected(client_id, reason)
@@ -687,6 +687,7 @@ class FedBuff:
             if run.closed or base is None:
                 raise UpdateRejected(ended)
             async with run.check_slot:
+                spooled = await self._spool.on_disk(spooled)  # its delta is folded from the file
                 await asyncio.to_thread(check_arrays, spooled.path, run.specs)
                 path = await self._within_norm_bound(run, spooled.path, base)
             async with run.fold_lock:
@@ -724,7 +725,7 @@ class FedBuff:
             )
             return rejected(reason)
         finally:
-            discard(spooled.path)
+            self._spool.release(spooled)
             discard(spooled.path.with_name(spooled.path.stem + CLIPPED_SUFFIX))
 
     @staticmethod

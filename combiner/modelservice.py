@@ -28,7 +28,7 @@ import grpc
 from scaleout.combiner import chunks as wire
 from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
-from scaleout.combiner.spool import UpdateSpool, UploadExists, UploadTooLarge, discard
+from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, UploadExists, UploadTooLarge
 from scaleout.combiner.staging import StagedModels, read_framed
 from scaleout.errors import InvalidId
 from scaleout.proto import scaleout_pb2 as pb
@@ -74,12 +74,13 @@ class ModelServicer(rpc.ModelServiceServicer):
             except UploadTooLarge as error:
                 log.warning("rejected upload from client %s: %s", client_id or "?", error)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
-        if await asyncio.to_thread(is_container, update.path):  # the official client's ZIP container
+        if await _is_container(update):  # the official client's ZIP container
+            update = await self._spool.on_disk(update)  # unwrapped in place
             try:
                 await asyncio.to_thread(unwrap, update.path, self._spool.max_size)
             except ContainerRejected as error:
                 if self._spool.claim(update.update_id, client_id) is not None:
-                    discard(update.path)
+                    self._spool.release(update)
                 log.warning("rejected upload from client %s: %s", client_id or "?", error)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         log.debug("spooled update %s from client %s (%d bytes)", update.update_id, client_id, update.size)
@@ -113,6 +114,12 @@ class ModelServicer(rpc.ModelServiceServicer):
                     yield chunk
             finally:
                 await asyncio.to_thread(stream.close)
+
+
+async def _is_container(update: SpooledUpdate) -> bool:
+    if update.data is not None:  # a ZIP directory in memory: read here, no worker-thread hop
+        return is_container(update.source())
+    return await asyncio.to_thread(is_container, update.path)
 
 
 def add_model_service(servicer: ModelServicer, server: grpc.aio.Server) -> None:

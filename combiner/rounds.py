@@ -373,7 +373,7 @@ class RoundHandler:
                     return await asyncio.shield(fold)
         finally:
             if spooled is not None:
-                discard(spooled.path)
+                self._spool.release(spooled)
         if training is not None:
             training.reject(update.client_id, reason, counts=counts)
         log.warning(
@@ -452,9 +452,10 @@ class RoundHandler:
             fedavg = self._in_memory(training, spooled)
             async with training.check_slot:
                 if fedavg is not None:
-                    arrays = await asyncio.to_thread(load_checked, spooled.path, fedavg.specs)
+                    arrays = await asyncio.to_thread(load_checked, spooled.source(), fedavg.specs)
                     fold = functools.partial(fedavg.fold_slices, arrays)
                 else:
+                    spooled = await self._spool.on_disk(spooled)
                     await asyncio.to_thread(check_arrays, spooled.path, aggregator.specs)
                     path = await self._within_norm_bound(training, spooled.path)
                     fold = functools.partial(aggregator.fold, await self._dp_clipped(training, path))
@@ -483,7 +484,7 @@ class RoundHandler:
             )
             return rejected(str(error))
         finally:
-            discard(spooled.path)
+            self._spool.release(spooled)
             discard(spooled.path.with_name(spooled.path.stem + CLIPPED_SUFFIX))
             discard(spooled.path.with_name(spooled.path.stem + DP_CLIPPED_SUFFIX))
 

@@ -10,7 +10,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -83,23 +83,25 @@ def check_arrays(path: str | Path, specs: list[ArraySpec]) -> None:
         pass
 
 
-def load_checked(path: str | Path, specs: list[ArraySpec]) -> list[list[np.ndarray]]:
+def load_checked(source: str | Path | IO[bytes], specs: list[ArraySpec]) -> list[list[np.ndarray]]:
     """check_arrays, keeping what it read: each array's slices, for a fold without a second read.
 
     For updates small enough to hold (the round handler's IN_MEMORY_BYTES): the file is opened, parsed
     and checksummed once instead of twice.
     """
     arrays: list[list[np.ndarray]] = [[] for _ in specs]
-    for index, part in _checked_slices(path, specs):
+    for index, part in _checked_slices(source, specs):
         arrays[index].append(part)
     return arrays
 
 
-def _checked_slices(path: str | Path, specs: list[ArraySpec]) -> Iterator[tuple[int, np.ndarray]]:
+def _checked_slices(
+    source: str | Path | IO[bytes], specs: list[ArraySpec]
+) -> Iterator[tuple[int, np.ndarray]]:
     """The update's slices (array index, slice) as they pass the checks; UpdateRejected at the first
     that does not (its CRC is checked on reading an array's last slice)."""
     try:
-        with NpzReader(path) as reader:
+        with NpzReader(source) as reader:
             keys = reader.names()
             if len(keys) != len(specs):
                 raise UpdateRejected(

@@ -77,7 +77,8 @@ async def test_folding_keeps_no_copy_of_an_update(tmp_path):
                 fedavg = combiner.rounds.current_round.aggregator
                 assert (fedavg.count, fedavg.total) == (folded, sum(range(1, folded + 1)))
                 assert len(fedavg._acc) == len(SEED)  # one accumulator, not one per client
-            assert list(spool.iterdir()) == []  # the spooled update is deleted once folded
+            # the spooled update is deleted, or its memory freed, once folded
+            assert list(spool.iterdir()) == [] and combiner.spool.held_bytes == 0
         assert (await asyncio.wait_for(round_task, WAIT)).ok
 
 
@@ -270,9 +271,9 @@ async def test_invalid_round_config_is_invalid_argument_naming_the_field(tmp_pat
         assert "RoundConfig.aggregator 'fedmedian'" in raised.value.details()
 
 
-async def test_a_small_fedavg_update_is_read_once_checked_and_folded_from_memory(tmp_path):
-    """The round opens each spooled update once (check and fold share the read), not once per pass;
-    the average stays exact. (The upload's container check opens it once more, before the round.)"""
+async def test_a_small_fedavg_update_never_touches_the_disk_and_is_folded_from_memory(tmp_path):
+    """A one-chunk update is held by the spool, checked and folded from memory: no file is opened for
+    it (at 1,000 clients a file per update cost ~10 % of the combiner's CPU); the average stays exact."""
     opened: list[str] = []
 
     def audit(event: str, args: tuple) -> None:
@@ -292,8 +293,7 @@ async def test_a_small_fedavg_update_is_read_once_checked_and_folded_from_memory
         assert await b.train(task_b, shifted(4), 2) == "accepted"
         result = await asyncio.wait_for(round_task, WAIT)
         assert result.ok, result.error
+        assert combiner.spool.held_bytes == 0  # both folded, their memory freed
         for got, seed in zip(load_model(combiner, result.model_id, tmp_path), SEED, strict=True):
             np.testing.assert_allclose(got, seed + 3.0, rtol=0, atol=1e-6)
-    spooled = [p for p in opened if p.endswith(".npz")]
-    by_update = {p: spooled.count(p) for p in spooled}
-    assert len(by_update) == 2 and set(by_update.values()) == {2}, by_update  # the container check + 1
+    assert [p for p in opened if p.endswith(".npz")] == []

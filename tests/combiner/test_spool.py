@@ -1,0 +1,77 @@
+"""UpdateSpool: a one-chunk upload is held in memory within the budget; anything else goes to disk."""
+
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from scaleout.combiner.containers import is_container
+from scaleout.combiner.spool import UpdateSpool
+
+pytestmark = pytest.mark.anyio
+
+MB = 1024 * 1024
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def files(spool_dir: Path) -> list[str]:
+    return sorted(p.name for p in spool_dir.iterdir())
+
+
+async def test_a_one_chunk_upload_is_held_in_memory_and_release_frees_it(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=2 * MB)
+    update = await spool.receive("u1", "a", chunks(b"x" * MB))
+    assert (update.size, update.data, spool.held_bytes, len(spool)) == (MB, b"x" * MB, MB, 1)
+    assert files(tmp_path) == []  # no file written
+    assert update.source().read() == b"x" * MB
+
+    claimed = spool.claim("u1", "a")
+    assert claimed is update and len(spool) == 0
+    spool.release(claimed)
+    assert spool.held_bytes == 0
+
+
+async def test_uploads_past_the_memory_budget_or_of_several_chunks_go_to_disk(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=MB + 1)
+    held = await spool.receive("u1", "a", chunks(b"1" * MB))
+    over_budget = await spool.receive("u2", "b", chunks(b"2" * MB))
+    several = await spool.receive("u3", "c", chunks(b"3" * 10, b"4" * 20, b"5" * 30))
+    empty = await spool.receive("u4", "d", chunks())
+
+    assert held.data is not None and spool.held_bytes == MB  # the empty one is held too, with 0 bytes
+    assert over_budget.data is None and over_budget.path.read_bytes() == b"2" * MB
+    assert several.data is None and several.path.read_bytes() == b"3" * 10 + b"4" * 20 + b"5" * 30
+    assert (empty.data, empty.size) == (b"", 0)
+    assert files(tmp_path) == ["u2.npz", "u3.npz"]
+
+    assert spool.discard_all() == 4
+    assert (files(tmp_path), spool.held_bytes, len(spool)) == ([], 0, 0)
+
+
+async def test_on_disk_writes_a_held_update_once_and_moves_its_bytes_off_the_budget(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=2 * MB)
+    update = await spool.receive("u1", "a", chunks(b"z" * 100))
+    on_disk = await spool.on_disk(update)
+    assert on_disk.data is None and on_disk.path.read_bytes() == b"z" * 100 and spool.held_bytes == 0
+    assert spool.claim("u1", "a") is on_disk  # the spool hands out the file from now on
+    assert await spool.on_disk(on_disk) is on_disk
+    spool.release(on_disk)
+    assert (files(tmp_path), spool.held_bytes) == ([], 0)
+
+
+async def test_a_container_held_in_memory_is_recognised(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("training_model.bin", b"npz")
+    spool = UpdateSpool(tmp_path, max_size=10 * MB)
+    update = await spool.receive("u1", "a", chunks(buffer.getvalue()))
+    assert update.data is not None and is_container(update.source())
+    plain = await spool.receive("u2", "a", chunks(b"not a zip"))
+    assert not is_container(plain.source())
