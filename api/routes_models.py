@@ -80,13 +80,13 @@ def model_ancestors(
 
     As FEDn's: ``limit`` counts generations (ancestors), the model itself comes on top with
     include_self, and reverse orders what was walked."""
-    trail = store.models.ancestors(id)
-    models = trail[skip : skip + limit]
+    trail = store.models.ancestors(id, limit=limit, skip=skip)
+    models = trail.items
     if include_self and skip == 0:
         models = [store.models.get(id), *models]
     if reverse:
         models.reverse()
-    return {"count": len(trail) + int(include_self), "result": models}
+    return {"count": trail.count + int(include_self), "result": models}
 
 
 @router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
@@ -94,5 +94,5 @@ def model_descendants(
     id: str, store: deps.StatestoreDep, limit: Limit = DEFAULT_LIMIT, skip: Skip = 0
 ) -> dict[str, Any]:
     """Every model trained from this one, directly or not, oldest first; a page of them."""
-    models = store.models.descendants(id)
-    return {"count": len(models), "result": models[skip : skip + limit]}
+    page = store.models.descendants(id, limit=limit, skip=skip)
+    return {"count": page.count, "result": page.items}
