@@ -153,3 +153,15 @@ def test_an_unknown_reason_is_other() -> None:
 def test_labels_and_titles_are_unique() -> None:
     """One label (metric) and one title (stats) per kind, so neither view merges two kinds."""
     assert len({k.label for k in KINDS}) == len({k.title for k in KINDS}) == len(KINDS)
+
+
+def test_the_session_stats_keep_their_kind_names() -> None:
+    """The stats' JSON keys from before one list served both views still name the same kinds."""
+    titles = {k.label: k.title for k in KINDS}
+    assert {titles[label] for label in ("stale", "timeout", "client_left", "norm", "task_failed")} == {
+        "stale",
+        "timeout",
+        "client left",
+        "update norm",
+        "task failed",
+    }
