@@ -232,11 +232,12 @@ class APIClient:
 
     def get_model_trail(self, id: str) -> list[dict[str, Any]]:
         """The model trail ending at this model: the seed first, this model last."""
-        ancestors = self._get(f"/models/{id}/ancestors")["result"]
+        ancestors = self._list(f"/models/{id}/ancestors", {})["result"]
         return [*reversed(ancestors), self.get_model(id)]
 
     def get_model_descendants(self, id: str) -> list[dict[str, Any]]:
-        return self._get(f"/models/{id}/descendants")["result"]
+        """Every model derived from this one, oldest first (read a page at a time)."""
+        return self._list(f"/models/{id}/descendants", {})["result"]
 
     def download_model(self, id: str, path: str | os.PathLike[str]) -> Path:
         """Stream a model's bytes to `path` (written atomically) and return it."""

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from scaleout.api import compat, deps
 from scaleout.api.checks import check_seed_model
-from scaleout.api.routes_entities import list_response_model
+from scaleout.api.routes_entities import DEFAULT_LIMIT, MAX_LIMIT, Limit, Skip, list_response_model
 from scaleout.api.settings import ApiSettings
 from scaleout.api.streaming import stream_object
 from scaleout.api.uploads import sha256_and_size
@@ -61,23 +61,38 @@ def download_model(id: str, store: deps.StatestoreDep, repository: deps.Reposito
 def model_ancestors(
     id: str,
     store: deps.StatestoreDep,
-    include_self: Annotated[bool, Query(description="the model itself first, then its ancestors")] = False,
+    include_self: Annotated[
+        bool, Query(description="the model itself before its first page of ancestors (skip 0)")
+    ] = False,
     limit: Annotated[
-        int | None, Query(ge=0, description="at most this many ancestors (nearest first)")
-    ] = None,
-    reverse: Annotated[bool, Query(description="seed first instead (FEDn's X-Reverse)")] = False,
+        int,
+        Query(
+            ge=0,
+            le=MAX_LIMIT,
+            description=f"generations to walk in this page: {DEFAULT_LIMIT} if omitted, at most {MAX_LIMIT}; "
+            "`count` is the whole trail's, the next page starts at skip + limit",
+        ),
+    ] = DEFAULT_LIMIT,
+    skip: Skip = 0,
+    reverse: Annotated[bool, Query(description="this page oldest first instead (FEDn's X-Reverse)")] = False,
 ) -> dict[str, Any]:
-    """The models this one was trained from, parent first, back to the seed."""
-    models = store.models.ancestors(id)[:limit]
-    if include_self:
+    """The models this one was trained from, parent first, back to the seed; a page of them.
+
+    As FEDn's: ``limit`` counts generations (ancestors), the model itself comes on top with
+    include_self, and reverse orders what was walked."""
+    trail = store.models.ancestors(id, limit=limit, skip=skip)
+    models = trail.items
+    if include_self and skip == 0:
         models = [store.models.get(id), *models]
     if reverse:
         models.reverse()
-    return {"count": len(models), "result": models}
+    return {"count": trail.count + int(include_self), "result": models}
 
 
 @router.get("/{id}/descendants", response_model=ModelList, summary="Every model derived from this one")
-def model_descendants(id: str, store: deps.StatestoreDep) -> dict[str, Any]:
-    """Every model trained from this one, directly or not, oldest first."""
-    models = store.models.descendants(id)
-    return {"count": len(models), "result": models}
+def model_descendants(
+    id: str, store: deps.StatestoreDep, limit: Limit = DEFAULT_LIMIT, skip: Skip = 0
+) -> dict[str, Any]:
+    """Every model trained from this one, directly or not, oldest first; a page of them."""
+    page = store.models.descendants(id, limit=limit, skip=skip)
+    return {"count": page.count, "result": page.items}

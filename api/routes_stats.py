@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from scaleout import round_rules as rules
 from scaleout.api import deps
+from scaleout.rejections import rejection_kind
 from scaleout.store.entities import Round, RoundStatus, Session
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
@@ -68,30 +69,10 @@ class SessionStats(BaseModel):
     updates_per_version: float | None = Field(None, description="updates / versions")
     staleness: StalenessStats = Field(description="the staleness of those updates")
     rejected: dict[str, int] = Field(
-        description="rejected updates over all rounds by kind: timeout, client left, stale, update norm, "
-        "task failed, late, malformed or other"
+        description="rejected updates over all rounds by kind (the titles of scaleout.rejections.KINDS): "
+        "stale, timeout, client left, update norm, task failed, arrays, metadata, ... or other"
     )
     per_version: list[VersionStats] = Field(description="each committed version, oldest first")
-
-
-# A rejection's kind, from the words of its reason (the combiner's texts name ids and numbers, so the
-# texts themselves do not group): the first kind whose words occur, in this order (a timed-out task's
-# update is also called stale; it counts as a timeout). The whole reasons stay in each Round's rejected[].
-REASON_KINDS = (
-    ("timeout", ("timed out", "timeout")),
-    ("client left", ("left with task", "not connected")),
-    ("stale", ("stale",)),
-    ("update norm", ("max_update_norm",)),
-    ("task failed", ("task failed",)),
-    ("late", ("arrived after",)),
-    ("malformed", ("num_examples", "meta ", "array ", "npz", "model_update_id", "trained from model")),
-)
-
-
-def reason_kind(reason: str) -> str:
-    """The kind of a rejection (REASON_KINDS), "other" when none matches."""
-    text = reason.lower()
-    return next((kind for kind, words in REASON_KINDS if any(w in text for w in words)), "other")
 
 
 def _rate(count: int, start: datetime | None, end: datetime | None) -> float | None:
@@ -137,7 +118,7 @@ def session_stats(session: Session, rounds: Sequence[Round], window: int = DEFAU
     updates = sum(len(r.clients) for r in committed)
     config = session.config
     target = (config.max_versions or 0) if config.mode == "async" else config.rounds
-    rejected = Counter(reason_kind(x.reason) for r in rounds for x in r.rejected)
+    rejected = Counter(rejection_kind(x.reason).title for r in rounds for x in r.rejected)
     return SessionStats(
         session_id=session.id,
         mode=config.mode,

@@ -10,7 +10,6 @@ tasks are read from the client registry when Prometheus scrapes. Served over HTT
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
@@ -26,6 +25,7 @@ from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.interceptors import wrap
 from scaleout.combiner.updates import ACCEPTED
 from scaleout.proto import scaleout_pb2 as pb
+from scaleout.rejections import rejection_kind
 
 ROUNDS = Counter("scaleout_combiner_rounds", "Training rounds run by this combiner, by result.", ["result"])
 ROUND_SECONDS = Histogram(
@@ -34,39 +34,14 @@ ROUND_SECONDS = Histogram(
     buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 UPDATES_ACCEPTED = Counter("scaleout_combiner_updates_accepted", "Model updates folded into a round.")
-UPDATES_REJECTED = Counter(
+UPDATES_REJECTED = Counter(  # reason: the label of the rejection's kind (scaleout.rejections)
     "scaleout_combiner_updates_rejected", "Model updates rejected, by reason.", ["reason"]
 )
 RECEIVED_BYTES = Counter("scaleout_combiner_received_bytes", "Model update bytes received (Upload).")
 SENT_BYTES = Counter("scaleout_combiner_sent_bytes", "Model bytes sent to clients (Download).")
 
-# A rejection's message names ids; its metric label is one of these bounded reasons (first match).
-REJECTION_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (reason, re.compile(pattern))
-    for reason, pattern in (
-        ("stale", r"\(stale update\)|after round \S+ ended|^stale update"),
-        ("not_selected", r"was not selected for round"),
-        ("client_left", r"left round"),
-        ("duplicate", r"^duplicate update"),
-        ("wrong_task", r"^update answers task"),
-        ("wrong_model", r"^update was trained from model"),
-        ("unknown_upload", r"^model_update_id .* is unknown"),
-        ("metadata", r"num_examples|metadata"),
-        ("norm", r"\bnorm\b"),
-        ("arrays", r"shape|dtype|NaN|inf|array|npz"),
-    )
-)
-
 SERVICE_PREFIX = "/scaleout."
 log = logging.getLogger(__name__)
-
-
-def rejection_reason(message: str) -> str:
-    """The bounded label of a rejection message (without its "rejected: " prefix); "other" if unknown."""
-    for reason, pattern in REJECTION_REASONS:
-        if pattern.search(message):
-            return reason
-    return "other"
 
 
 def data_size(chunk: pb.FileChunk | bytes | memoryview) -> int:
@@ -153,7 +128,8 @@ def _update_answered(response: pb.Response) -> None:
     if response.response == ACCEPTED:
         UPDATES_ACCEPTED.inc()
     else:
-        UPDATES_REJECTED.labels(rejection_reason(response.response.removeprefix("rejected: "))).inc()
+        kind = rejection_kind(response.response.removeprefix("rejected: "))
+        UPDATES_REJECTED.labels(kind.label).inc()
 
 
 async def _counted(chunks: AsyncIterator[pb.FileChunk]) -> AsyncIterator[pb.FileChunk]:

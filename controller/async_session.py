@@ -35,7 +35,6 @@ from scaleout import round_rules as rules
 from scaleout.controller.async_step import next_version
 from scaleout.controller.combiners import Participant, choose_combiners
 from scaleout.controller.commit import commit_round
-from scaleout.controller.events import record_event
 from scaleout.controller.lease import LeaseLost, SessionLease
 from scaleout.controller.leased_session import LeasedSession, Retries
 from scaleout.controller.progress import LiveAsync
@@ -236,7 +235,7 @@ class AsyncSessionRunner(LeasedSession):
             f"{combiner_label(s.id)} (max_concurrency {s.max_concurrency or 'all'})"
             for s in self._streams.values()
         )
-        await self._event(
+        await self.events.record(
             "async_started",
             f"async training from version {self.version} (model {self.model.id}) on {opened}; "
             f"a version every {self.buffer_size} update(s)",
@@ -313,7 +312,7 @@ class AsyncSessionRunner(LeasedSession):
             lost = len(stream.pending)
             self._errors.append(stream.error or "")
             self._lose(stream, stream.error or "")
-            await self._event(
+            await self.events.record(
                 "combiner_lost",
                 f"{stream.error}; {lost} folded update(s) lost; training goes on with "
                 f"{len(self._streams)} combiner(s)",
@@ -383,7 +382,8 @@ class AsyncSessionRunner(LeasedSession):
         self._retries = Retries(self.session, self.ctx)  # training works again: a fresh budget
         self._live.attempt = 0
         await self._send(pb.AsyncCommand(version=pb.NewVersion(model_id=model.id, version=target)))
-        await self._event("version_committed", _summary(target, model, updates, built), round_id=record.id)
+        summary = _summary(target, model, updates, built)
+        await self.events.record("version_committed", summary, round_id=record.id)
         self._validate(record.id, model)
 
     async def _flush(self, target: int) -> list[tuple[str, pb.BufferFlushed]]:
@@ -528,7 +528,7 @@ class AsyncSessionRunner(LeasedSession):
         self._validations = {t for t in self._validations if not t.done()}
         if len(self._validations) >= MAX_VALIDATIONS:
             task = asyncio.create_task(
-                self._event(
+                self.events.record(
                     "validation_skipped",
                     f"version {self.version} not validated: {MAX_VALIDATIONS} validations still run",
                     EventLevel.WARNING,
@@ -570,24 +570,6 @@ class AsyncSessionRunner(LeasedSession):
     def _set_stage(self, stage: str) -> None:
         if self._live is not None:
             self._live.stage = stage
-
-    async def _event(
-        self,
-        type: str,
-        message: str,
-        level: EventLevel = EventLevel.INFO,
-        round_id: str | None = None,
-        combiner_id: str | None = None,
-    ) -> None:
-        await record_event(
-            self.ctx.statestore,
-            type,
-            message,
-            level,
-            session_id=self.session.id,
-            round_id=round_id,
-            combiner_id=combiner_id,
-        )
 
 
 async def _commands(queue: asyncio.Queue[pb.AsyncCommand | None]) -> AsyncIterator[pb.AsyncCommand]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from scaleout.store.entities import Event, EventLevel
 from scaleout.store.statestore import Statestore
@@ -42,3 +43,31 @@ async def record_event(
         await asyncio.to_thread(statestore.events.add, event)
     except Exception:
         log.exception("could not store event %s (%s)", type, ids)
+
+
+@dataclass(frozen=True)
+class SessionEvents:
+    """The event log of one session: record_event with the statestore and session id bound, so
+    every runner of a session (its rounds, its async versions, its end) records events one way."""
+
+    statestore: Statestore
+    session_id: str
+
+    async def record(
+        self,
+        type: str,
+        message: str,
+        level: EventLevel = EventLevel.INFO,
+        *,
+        round_id: str | None = None,
+        combiner_id: str | None = None,
+    ) -> None:
+        await record_event(
+            self.statestore,
+            type,
+            message,
+            level,
+            session_id=self.session_id,
+            round_id=round_id,
+            combiner_id=combiner_id,
+        )

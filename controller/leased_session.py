@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from scaleout.controller.events import record_event
+from scaleout.controller.events import SessionEvents
 from scaleout.controller.lease import LeaseLost, SessionLease
 from scaleout.controller.rounds import RoundContext
 from scaleout.errors import NotFound, RoundFailed
@@ -31,6 +31,7 @@ class LeasedSession(ABC):
         self.ctx = context
         self.session = session
         self.lease = lease
+        self.events = SessionEvents(context.statestore, session.id)
 
     @property
     @abstractmethod
@@ -141,7 +142,7 @@ class LeasedSession(ABC):
                 log.warning("session %s: its end (%s) not recorded: %s", self.session.id, status, why)
                 return
         level = EventLevel.ERROR if status == SessionStatus.FAILED else EventLevel.INFO
-        await record_event(self.ctx.statestore, event, message, level, session_id=self.session.id)
+        await self.events.record(event, message, level)
 
 
 class Retries:
@@ -149,9 +150,9 @@ class Retries:
     seconds of the first failure, each after a backoff that doubles (ControllerSettings)."""
 
     def __init__(self, session: Session, context: RoundContext) -> None:
-        self.session_id = session.id
         self.config = session.config
         self.ctx = context
+        self.events = SessionEvents(context.statestore, session.id)
         self.attempt = 0
         self._first_failure: float | None = None
 
@@ -179,12 +180,5 @@ class Retries:
     async def wait(self, what: str, error: str | None, event: str, round_id: str | None = None) -> None:
         """Record the retry as `event` and sleep its backoff; RoundFailed once the budget is spent."""
         delay, message = self.backoff(what, error)
-        await record_event(
-            self.ctx.statestore,
-            event,
-            message,
-            EventLevel.WARNING,
-            session_id=self.session_id,
-            round_id=round_id,
-        )
+        await self.events.record(event, message, EventLevel.WARNING, round_id=round_id)
         await asyncio.sleep(delay)  # a backoff, not a wait for a condition: cancellable by stop

@@ -22,7 +22,7 @@ from scaleout.controller.combiners import (
     stream_round,
 )
 from scaleout.controller.commit import commit_round
-from scaleout.controller.events import record_event
+from scaleout.controller.events import SessionEvents
 from scaleout.controller.lease import LeaseLost, SessionLease
 from scaleout.controller.progress import LiveRound
 from scaleout.controller.reduce import PartialModel, discard_models, reduce_models
@@ -150,6 +150,7 @@ class RoundRunner:
         self.ctx = context
         self.session = session
         self.lease = lease
+        self.events = SessionEvents(context.statestore, session.id)
         self.live: LiveRound | None = None
         self._outcomes: list[CombinerOutcome] = []
         self._writes: set[asyncio.Future[Any]] = set()
@@ -173,7 +174,7 @@ class RoundRunner:
             await self._shielded(self.lease.fence, index)
             await self._shielded(self.ctx.statestore.rounds.add, record)
             started = f"round {index + 1} started (attempt {attempt + 1})"
-            await self._event("round_started", started, record.id)
+            await self.events.record("round_started", started, round_id=record.id)
             return await self._train_and_commit(record, parent)
         except asyncio.CancelledError:
             await self._record_stopped(record)
@@ -210,8 +211,8 @@ class RoundRunner:
         model = await self._commit_model(record, parent, made)
         warnings = [o.error for o in self._outcomes if o.error]
         note = f"; ignored: {'; '.join(warnings)}" if warnings else ""
-        await self._event(
-            "round_finished", f"round {record.index + 1} committed model {model.id}{note}", record.id
+        await self.events.record(
+            "round_finished", f"round {record.index + 1} committed model {model.id}{note}", round_id=record.id
         )
         if self.session.config.validate_models:
             await self._validate(record, model, [a.participant for a in assignments])
@@ -364,8 +365,8 @@ class RoundRunner:
         changes = {**self._results(), "status": RoundStatus.FAILED, "error": error, "finished_at": utcnow()}
         await asyncio.to_thread(self.ctx.statestore.rounds.update, record.id, changes)
         await self._discard_partials()
-        await self._event(
-            "round_failed", f"round {record.index + 1} failed: {error}", record.id, EventLevel.ERROR
+        await self.events.record(
+            "round_failed", f"round {record.index + 1} failed: {error}", EventLevel.ERROR, round_id=record.id
         )
         return RoundOutcome(record.id, error=error)
 
@@ -386,7 +387,7 @@ class RoundRunner:
         await asyncio.to_thread(self.ctx.statestore.rounds.update, record.id, changes)
         await self._discard_partials()
         stopped = f"round {record.index + 1} {STOPPED}"
-        await self._event("round_failed", stopped, record.id, EventLevel.WARNING)
+        await self.events.record("round_failed", stopped, EventLevel.WARNING, round_id=record.id)
 
     async def _discard_partials(self) -> None:
         """Combiner models of a round that did not commit are not in any trail; free their bytes."""
@@ -413,24 +414,6 @@ class RoundRunner:
         if self.live is not None:
             self.live.stage = stage
 
-    async def _event(
-        self,
-        type: str,
-        message: str,
-        round_id: str,
-        level: EventLevel = EventLevel.INFO,
-        combiner_id: str | None = None,
-    ) -> None:
-        await record_event(
-            self.ctx.statestore,
-            type,
-            message,
-            level,
-            session_id=self.session.id,
-            round_id=round_id,
-            combiner_id=combiner_id,
-        )
-
 
 async def validate_model(
     context: RoundContext,
@@ -447,6 +430,7 @@ async def validate_model(
     )
     deadline = timeout + context.settings.round_margin
     outcomes = await asyncio.gather(*(stream_round(p, request, deadline, on_progress) for p in participants))
+    events = SessionEvents(context.statestore, session.id)
     for outcome in outcomes:
         if outcome.ok:
             stored = outcome.result.validations
@@ -460,15 +444,7 @@ async def validate_model(
                 "validation_failed",
                 EventLevel.WARNING,
             )
-        await record_event(
-            context.statestore,
-            event,
-            message,
-            level,
-            session_id=session.id,
-            round_id=round_id,
-            combiner_id=outcome.combiner_id,
-        )
+        await events.record(event, message, level, round_id=round_id, combiner_id=outcome.combiner_id)
 
 
 def client_result(client: scaleout_pb2.ClientResult, combiner_id: str) -> ClientRoundResult:

@@ -215,19 +215,28 @@ def _plain(cond: Condition) -> Any:
 
 
 class _MongoModels(_MongoRepository[Model], ModelRecords):
-    def ancestors(self, id: str) -> list[Model]:
-        model = self.get(id)
-        # One $in query for the whole trail, put back in the stored order (parent first).
-        found = {doc["_id"]: doc for doc in self._collection.find({"_id": {"$in": model.ancestors}})}
-        return [self._decode(found[ancestor]) for ancestor in model.ancestors if ancestor in found]
+    def ancestors(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
+        trail = self.get(id).ancestors
+        ids = trail[skip:] if limit is None else trail[skip : skip + limit]
+        # One $in query for the page, put back in the stored order (parent first).
+        found = {doc["_id"]: doc for doc in self._collection.find({"_id": {"$in": ids}})} if ids else {}
+        return Page([self._decode(found[i]) for i in ids if i in found], len(trail))
 
-    def descendants(self, id: str) -> list[Model]:
-        if self._collection.find_one({"_id": id}, projection={"_id": 1}) is None:
-            raise self._not_found(id)
-        cursor = self._collection.find({"ancestors": id}).sort(
-            [("committed_at", ASCENDING), ("_id", ASCENDING)]
+    def descendants(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
+        count = self._collection.count_documents({"ancestors": id})
+        if count == 0:
+            if self._collection.find_one({"_id": id}, projection={"_id": 1}) is None:
+                raise self._not_found(id)
+            return Page([], 0)
+        if limit == 0:  # to MongoDB a limit of 0 means none
+            return Page([], count)
+        cursor = (
+            self._collection.find({"ancestors": id})
+            .sort([("committed_at", ASCENDING), ("_id", ASCENDING)])
+            .skip(skip)
+            .limit(limit or 0)
         )
-        return [self._decode(doc) for doc in cursor]
+        return Page([self._decode(doc) for doc in cursor], count)
 
     def latest(self, session_id: str) -> Model | None:
         doc = self._collection.find_one(

@@ -378,26 +378,32 @@ class _SQLiteModels(_SQLiteRepository[Model], ModelRecords):
     def _after_delete(self, conn: sqlite3.Connection, id: str) -> None:
         conn.execute("DELETE FROM model_ancestors WHERE model_id = ?", (id,))
 
-    def ancestors(self, id: str) -> list[Model]:
-        model = self.get(id)
-        # One query for the whole trail; json_each keeps the stored order (parent first).
+    def ancestors(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
+        trail = self.get(id).ancestors
+        ids = trail[skip:] if limit is None else trail[skip : skip + limit]
+        # One query for the page; json_each keeps the stored order (parent first).
         with self._db.connection() as conn:
             rows = conn.execute(
                 "SELECT m.doc FROM json_each(?) AS trail JOIN models AS m ON m.id = trail.value "
                 "ORDER BY trail.key",
-                (json.dumps(model.ancestors),),
+                (json.dumps(ids),),
             ).fetchall()
-        return [self._decode(row[0]) for row in rows]
+        return Page([self._decode(row[0]) for row in rows], len(trail))
 
-    def descendants(self, id: str) -> list[Model]:
-        self.get(id)
+    def descendants(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
         with self._db.connection() as conn:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM model_ancestors WHERE ancestor_id = ?", (id,)
+            ).fetchone()
+            if count == 0:
+                self.get(id)  # NotFound for an unknown model; a leaf has no descendants
+                return Page([], 0)
             rows = conn.execute(
                 "SELECT m.doc FROM model_ancestors AS a JOIN models AS m ON m.id = a.model_id "
-                "WHERE a.ancestor_id = ? ORDER BY m.committed_at, m.id",
-                (id,),
+                "WHERE a.ancestor_id = ? ORDER BY m.committed_at, m.id LIMIT ? OFFSET ?",
+                (id, -1 if limit is None else limit, skip),
             ).fetchall()
-        return [self._decode(row[0]) for row in rows]
+        return Page([self._decode(row[0]) for row in rows], count)
 
     def latest(self, session_id: str) -> Model | None:
         page = self._list([Condition("session_id", "$eq", session_id)], "committed_at", "desc", limit=1)

@@ -103,12 +103,13 @@ class ModelRecords(Repository[Model]):
     """Models, with the model trail."""
 
     @abstractmethod
-    def ancestors(self, id: str) -> list[Model]:
-        """The trail from this model's parent back to the root, parent first (bounded queries)."""
+    def ancestors(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
+        """The trail from this model's parent back to the root, parent first: ``limit`` generations
+        from the ``skip``-th; ``count`` is the trail's length (two queries, however long the trail)."""
 
     @abstractmethod
-    def descendants(self, id: str) -> list[Model]:
-        """Every model derived from this one, oldest first (bounded queries)."""
+    def descendants(self, id: str, limit: int | None = None, skip: int = 0) -> Page[Model]:
+        """Every model derived from this one, oldest first, paged; ``count`` is all of them (two queries)."""
 
     @abstractmethod
     def latest(self, session_id: str) -> Model | None:

@@ -10,6 +10,7 @@ from scaleout.api.routes_entities import DEFAULT_LIMIT
 from scaleout.credentials import issue_client_credential
 from scaleout.store.entities import Client, Event
 from tests.api.conftest import ApiServer
+from tests.api.test_compat import seed_models
 
 TOTAL = DEFAULT_LIMIT * 2 + 50  # two full pages and a short one
 
@@ -92,3 +93,50 @@ def test_the_apiclient_reads_every_page_unless_asked_for_one(server: ApiServer, 
     assert every["count"] == len(ids) and [e["id"] for e in every["result"]] == ids
     assert [e["id"] for e in from_skip["result"]] == ids[PAGE_SIZE + 10 :]
     assert (one_page["count"], [e["id"] for e in one_page["result"]]) == (len(ids), ids[5:15])
+
+
+@pytest.fixture
+def trail(server: ApiServer) -> list[str]:
+    """A chain seed -> m1 -> ... -> m150: the last model has 150 ancestors, the seed 150 descendants."""
+    return [model.id for model in seed_models(server, TRAIL + 1)]
+
+
+TRAIL = DEFAULT_LIMIT + 50
+
+
+def test_the_ancestors_answer_a_page_of_generations_and_the_whole_trails_count(
+    http: httpx.Client, trail: list[str]
+):
+    nearest_first = trail[-2::-1]  # the last model's parent first, the seed last
+
+    first = http.get(f"/models/{trail[-1]}/ancestors").json()
+    second = http.get(f"/models/{trail[-1]}/ancestors", params={"skip": DEFAULT_LIMIT}).json()
+    with_self = http.get(f"/models/{trail[-1]}/ancestors", params={"include_self": "true", "limit": 2}).json()
+
+    assert (first["count"], [m["id"] for m in first["result"]]) == (TRAIL, nearest_first[:DEFAULT_LIMIT])
+    assert (second["count"], [m["id"] for m in second["result"]]) == (TRAIL, nearest_first[DEFAULT_LIMIT:])
+    assert (with_self["count"], [m["id"] for m in with_self["result"]]) == (TRAIL + 1, trail[-1:-4:-1])
+
+
+def test_the_descendants_answer_a_page_oldest_first_and_the_total(http: httpx.Client, trail: list[str]):
+    first = http.get(f"/models/{trail[0]}/descendants").json()
+    second = http.get(f"/models/{trail[0]}/descendants", params={"skip": DEFAULT_LIMIT}).json()
+    headed = http.get(f"/models/{trail[0]}/descendants", headers={"X-Limit": "3", "X-Skip": "10"}).json()
+
+    assert (first["count"], [m["id"] for m in first["result"]]) == (TRAIL, trail[1 : DEFAULT_LIMIT + 1])
+    assert (second["count"], [m["id"] for m in second["result"]]) == (TRAIL, trail[DEFAULT_LIMIT + 1 :])
+    assert [m["id"] for m in headed["result"]] == trail[11:14]
+
+
+def test_a_trail_page_above_the_largest_is_refused_naming_the_bound(http: httpx.Client, trail: list[str]):
+    for route in ("ancestors", "descendants"):
+        answer = http.get(f"/models/{trail[1]}/{route}", params={"limit": 10_001})
+
+        assert answer.status_code == 422
+        assert answer.json()["detail"][0]["loc"] == ["query", "limit"]
+        assert answer.json()["detail"][0]["msg"] == "Input should be less than or equal to 10000"
+
+
+def test_the_apiclient_still_walks_the_whole_trail(api: APIClient, trail: list[str]):
+    assert [m["id"] for m in api.get_model_trail(trail[-1])] == trail
+    assert [m["id"] for m in api.get_model_descendants(trail[0])] == trail[1:]

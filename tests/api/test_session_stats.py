@@ -8,7 +8,6 @@ import pytest
 
 from scaleout import APIClient
 from scaleout.api.client import APIError
-from scaleout.api.routes_stats import reason_kind
 from scaleout.store.entities import ClientRoundResult, Round, Session, SessionConfig
 from scaleoututil.helpers.helpers import get_helper
 from tests.api.conftest import ApiServer
@@ -156,33 +155,3 @@ def test_an_unknown_mode_or_staleness_function_is_422_naming_the_field(api: APIC
     with pytest.raises(APIError) as staleness:
         api.start_session(mode="async", max_versions=3, staleness="linear")
     assert "body.config.staleness" in staleness.value.message
-
-
-@pytest.mark.parametrize(
-    ("reason", "kind"),
-    [
-        ("stale update: trained on version 3, the current version is 9 and max_staleness is 5", "stale"),
-        (
-            "task 9f timed out after 60 s (task_timeout) before its update arrived and its slot went to "
-            "another client (stale update); not averaged",
-            "timeout",
-        ),
-        (
-            "client c7 left with task 9f in flight: its task stream closed; not averaged (stale update)",
-            "client left",
-        ),
-        ("client is not connected", "client left"),
-        (
-            "the update's distance from the global model (L2 norm 12.5) is above the session's "
-            "max_update_norm of 10; not averaged",
-            "update norm",
-        ),
-        ("task failed on client beta: the local data of this client is corrupt", "task failed"),
-        ("update arrived after round 01ab ended; not averaged", "late"),
-        ("array w0 has shape (2,), the global model's has (3,)", "malformed"),
-        ("num_examples must be > 0, got 0", "malformed"),
-        ("the combiner was struck by lightning", "other"),
-    ],
-)
-def test_a_rejection_counts_under_the_kind_its_reason_names(reason: str, kind: str):
-    assert reason_kind(reason) == kind

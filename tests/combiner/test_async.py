@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 
 from scaleout.client.edge import EdgeClient
 from scaleout.client.settings import ClientSettings
-from scaleout.combiner.metrics import rejection_reason
 from scaleout.proto import scaleout_pb2 as pb
+from scaleout.rejections import rejection_kind
 from tests.client.doubles import NUM_EXAMPLES, ApiDouble, assigned, make_package, serving
 from tests.combiner.async_driver import async_controller
 from tests.combiner.driver import (
@@ -128,7 +128,7 @@ async def test_update_staler_than_max_staleness_is_rejected_naming_both_versions
         assert await a.train(task, moved(SEED, 1), 3) == f"rejected: {reason}"
         await ctl.until(lambda: len(ctl.rejected) == 1)
         assert (ctl.rejected[0].client_id, ctl.rejected[0].reason) == ("a", reason)
-        assert rejection_reason(reason) == "stale"  # the label of scaleout_combiner_updates_rejected
+        assert rejection_kind(reason).label == "stale"  # the label of scaleout_combiner_updates_rejected
         retry = await a.next_task()  # the rejection freed a's slot: a new task on the latest version
         assert retry.model_id == ids[2] and retry.round_id.startswith("async-v2-")
         assert json.loads(retry.data) == {
@@ -190,7 +190,7 @@ async def test_a_hung_client_loses_its_slot_after_task_timeout_and_another_gets_
             f"rejected: task {hung.correlation_id} timed out after 2 s (task_timeout) before its update "
             "arrived and its slot went to another client (stale update); not averaged"
         )
-        assert rejection_reason(late.removeprefix("rejected: ")) == "stale"
+        assert rejection_kind(late.removeprefix("rejected: ")).label == "timeout"
         flushed = await ctl.flush(1)
         assert [u.client.client_id for u in flushed.updates] == ["b"] and flushed.num_examples == 2
 

@@ -83,7 +83,7 @@ async def resume(stores: Stores, doubles, settings=FAST) -> tuple[list[str], Con
 
 
 def trail_of(stores: Stores, model_id: str) -> list[str]:
-    return [model_id, *(m.id for m in stores.statestore.models.ancestors(model_id))]
+    return [model_id, *(m.id for m in stores.statestore.models.ancestors(model_id).items)]
 
 
 def test_a_restarted_controller_resumes_from_the_last_committed_model_and_reruns_the_round(

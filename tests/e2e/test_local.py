@@ -62,7 +62,7 @@ def test_a_local_session_trains_validates_and_prints_the_metrics(tmp_path: Path)
         rounds = store.rounds.list({"session_id": session.id}, sort_key="index").items
         assert [r.status for r in rounds] == ["Finished", "Finished"]
         assert store.validations.count({"session_id": session.id}) == 2 * 2
-        assert [m.id for m in store.models.ancestors(rounds[-1].model_id)] == [
+        assert [m.id for m in store.models.ancestors(rounds[-1].model_id).items] == [
             rounds[0].model_id,
             session.seed_model_id,
         ]

@@ -44,7 +44,7 @@ from scaleout.store.entities import (
 )
 from scaleout.store.mongo import MongoStatestore
 from scaleout.store.sqlite import SCHEMA_VERSION, SQLiteStatestore
-from scaleout.store.statestore import DuplicateId, InvalidFilter, Statestore
+from scaleout.store.statestore import DuplicateId, InvalidFilter, Page, Statestore
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -611,13 +611,13 @@ def test_model_trail_of_a_chain_with_a_branch(backend: Backend) -> None:
             parent_id=m[1].id, ancestors=[m[1].id, m[0].id], session_id="s", name="b2", committed_at=at(2.5)
         )
     )
-    assert store.models.ancestors(m[4].id) == [m[3], m[2], m[1], m[0]]
-    assert store.models.ancestors(branch.id) == [m[1], m[0]]
-    assert store.models.ancestors(m[0].id) == []
-    assert store.models.descendants(m[1].id) == [m[2], branch, m[3], m[4]]
-    assert store.models.descendants(m[0].id) == [m[1], m[2], branch, m[3], m[4]]
-    assert store.models.descendants(m[3].id) == [m[4]]
-    assert store.models.descendants(branch.id) == []
+    assert store.models.ancestors(m[4].id).items == [m[3], m[2], m[1], m[0]]
+    assert store.models.ancestors(branch.id).items == [m[1], m[0]]
+    assert store.models.ancestors(m[0].id).items == []
+    assert store.models.descendants(m[1].id).items == [m[2], branch, m[3], m[4]]
+    assert store.models.descendants(m[0].id).items == [m[1], m[2], branch, m[3], m[4]]
+    assert store.models.descendants(m[3].id).items == [m[4]]
+    assert store.models.descendants(branch.id).items == []
     with pytest.raises(NotFound, match=r"^Model 'nope' not found$"):
         store.models.ancestors("nope")
     with pytest.raises(NotFound, match=r"^Model 'nope' not found$"):
@@ -628,18 +628,35 @@ def test_model_trail_takes_a_bounded_number_of_queries(backend: Backend) -> None
     store = backend.store
     m = chain(store, 40)
     backend.queries.reads = 0
-    assert store.models.ancestors(m[-1].id) == m[-2::-1]
+    assert store.models.ancestors(m[-1].id).items == m[-2::-1]
     assert 1 <= backend.queries.reads <= 2
     backend.queries.reads = 0
-    assert store.models.descendants(m[0].id) == m[1:]
+    assert store.models.descendants(m[0].id).items == m[1:]
     assert 1 <= backend.queries.reads <= 2
+
+
+def test_model_trail_pages_in_two_queries_with_the_whole_count(backend: Backend) -> None:
+    store = backend.store
+    m = chain(store, 40)
+    backend.queries.reads = 0
+    page = store.models.ancestors(m[-1].id, limit=10, skip=5)
+    assert (page.count, page.items) == (39, m[-7:-17:-1])
+    assert 1 <= backend.queries.reads <= 2
+    backend.queries.reads = 0
+    page = store.models.descendants(m[0].id, limit=10, skip=30)
+    assert (page.count, page.items) == (39, m[31:40])
+    assert 1 <= backend.queries.reads <= 2
+    assert store.models.ancestors(m[-1].id, limit=0) == Page([], 39)
+    assert store.models.descendants(m[0].id, limit=0) == Page([], 39)
+    assert store.models.descendants(m[0].id, skip=39) == Page([], 39)
+    assert store.models.descendants(m[-1].id, limit=5) == Page([], 0)
 
 
 def test_model_trail_skips_a_deleted_model(store: Statestore) -> None:
     m = chain(store, 4)
     store.models.delete(m[2].id)
-    assert store.models.ancestors(m[3].id) == [m[1], m[0]]
-    assert store.models.descendants(m[0].id) == [m[1], m[3]]
+    assert store.models.ancestors(m[3].id).items == [m[1], m[0]]
+    assert store.models.descendants(m[0].id).items == [m[1], m[3]]
 
 
 def test_latest_model_of_a_session(store: Statestore) -> None:

@@ -1,6 +1,6 @@
 /* #/sessions: every session with its final metrics; start one from the page; pick sessions to compare. */
 
-import { MAX_LIMIT, api, apiPost, orNull } from "../api.js";
+import { api, apiPost, orNull } from "../api.js";
 import { card, definitions, h, hint, pager, pill, progressBar, sessionLink, table, timeCell } from "../dom.js";
 import { between, fmtDuration, fmtNumber, sessionDone } from "../format.js";
 import { errorText, every, show } from "../router.js";
@@ -8,6 +8,8 @@ import { NO_PACKAGE } from "./overview.js";
 
 const REFRESH_MS = 5000;
 const PAGE_SIZE = 50;
+// The start form offers the latest models, one page of the API's; an older one is given by its id.
+const MODELS_SHOWN = 100;
 const NO_SESSION = "No session yet. Start one below, with `scaleout session start`, or APIClient.start_session.";
 
 function finalMetrics(summary) {
@@ -20,7 +22,7 @@ export async function renderSessions(gen, parts, params) {
   const [sessions, active, models] = await Promise.all([
     api("/api/v1/sessions/", { sort_key: "created_at", sort_order: "desc", limit: PAGE_SIZE, skip: skip }),
     orNull(api("/api/v1/packages/active")),
-    api("/api/v1/models/", { sort_key: "committed_at", sort_order: "desc", limit: MAX_LIMIT }),
+    api("/api/v1/models/", { sort_key: "committed_at", sort_order: "desc", limit: MODELS_SHOWN }),
   ]);
   const summaries = await Promise.all(sessions.result.map((x) => orNull(api(`/api/v1/sessions/${encodeURIComponent(x.id)}/final-metrics`))));
   const finals = new Map(sessions.result.map((x, i) => [x.id, summaries[i]]));
@@ -59,7 +61,7 @@ export async function renderSessions(gen, parts, params) {
       ),
       pager(params, sessions.count, PAGE_SIZE, "sessions"),
     ),
-    card("Start a session", running ? hint("A session is running; stop it on its page before starting another.") : startForm(active, models.result)),
+    card("Start a session", running ? hint("A session is running; stop it on its page before starting another.") : startForm(active, models)),
   );
   if (running) every(gen, () => renderSessions(gen, parts, params), REFRESH_MS);
 }
@@ -74,14 +76,21 @@ function field(label, input, note) {
   return h("label", { class: "field" }, h("span", null, label), input, note ? h("small", { class: "muted" }, note) : null);
 }
 
+function otherModel(models) {
+  // With more models than the list shows: any model, by its id.
+  if (models.count <= models.result.length) return null;
+  const note = `the list has the latest ${models.result.length} of ${models.count} models; an id here wins`;
+  return field("Or a model id", h("input", { name: "other_model_id", placeholder: "any model's id" }), note);
+}
+
 function startForm(active, models) {
   if (!active) return hint(NO_PACKAGE);
-  if (!models.length) return hint("No model to start from. Upload a seed model with `scaleout model upload PATH`.");
+  if (!models.count) return hint("No model to start from. Upload a seed model with `scaleout model upload PATH`.");
   const error = h("p", { class: "error", hidden: true });
   const seed = h(
     "select",
     { name: "model_id" },
-    models.map((m, i) => h("option", { value: m.id, selected: i === 0 }, `${m.name || m.id}${m.session_id ? "" : " (seed)"}`)),
+    models.result.map((m, i) => h("option", { value: m.id, selected: i === 0 }, `${m.name || m.id}${m.session_id ? "" : " (seed)"}`)),
   );
   const form = h(
     "form",
@@ -89,6 +98,7 @@ function startForm(active, models) {
     definitions([["Compute package", `${active.name || active.file_name} (${active.sha256.slice(0, 12)}, the active one)`]]),
     field("Name", h("input", { name: "name", placeholder: "generated when empty" })),
     field("Start from model", seed, "the latest model is the default"),
+    otherModel(models),
     field("Rounds", h("input", { name: "rounds", type: "number", min: 1, value: 5, required: true })),
     field("Min clients", h("input", { name: "min_clients", type: "number", min: 1, value: 1, required: true })),
     field("Round timeout (s)", h("input", { name: "round_timeout", type: "number", min: 1, step: "any", value: 180, required: true })),
@@ -101,7 +111,7 @@ function startForm(active, models) {
     const f = form.elements;
     const body = {
       name: f.name.value.trim(),
-      model_id: f.model_id.value,
+      model_id: f.other_model_id?.value.trim() || f.model_id.value,
       config: { rounds: Number(f.rounds.value), min_clients: Number(f.min_clients.value), round_timeout: Number(f.round_timeout.value), validate: f.validate.checked },
     };
     // The API validates (the same SessionConfig as every other caller); its message is shown as it is.
