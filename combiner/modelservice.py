@@ -28,7 +28,7 @@ import grpc
 from scaleout.combiner import chunks as wire
 from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
-from scaleout.combiner.spool import SpooledUpdate, UpdateSpool, UploadExists, UploadTooLarge
+from scaleout.combiner.spool import SpooledUpdate, TooManyUploads, UpdateSpool, UploadExists, UploadTooLarge
 from scaleout.combiner.staging import StagedModels, read_framed
 from scaleout.errors import InvalidId
 from scaleout.proto import scaleout_pb2 as pb
@@ -71,7 +71,7 @@ class ModelServicer(rpc.ModelServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model-id metadata: {error}")
             except UploadExists as error:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
-            except UploadTooLarge as error:
+            except (UploadTooLarge, TooManyUploads) as error:
                 log.warning("rejected upload from client %s: %s", client_id or "?", error)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         if await _is_container(update):  # the official client's ZIP container

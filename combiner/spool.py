@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import io
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,17 @@ class UploadExists(Exception):
     """An upload reused a model_update_id that is already spooled."""
 
 
+class TooManyUploads(Exception):
+    """A client has MAX_UNCLAIMED uploads not yet named by a ModelUpdate; str() says what to do."""
+
+
 # Bytes of updates the spool holds in memory at most (the rest go to disk): 64 1 MB updates.
 MEMORY_BUDGET = 64 * 1024 * 1024
+# Uploads one client may have spooled and not yet named by a ModelUpdate: a client uploads one update
+# per task (a retry after a lost answer makes two), and without a bound one client could fill the
+# combiner's disk with --max-model-size uploads it never sends on. Uploads without a client id (open
+# mode, no identity to bound) are not counted.
+MAX_UNCLAIMED = 4
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class UpdateSpool:
         self._updates: dict[str, SpooledUpdate] = {}
         self.max_size = max_size
         self._receiving: set[str] = set()
+        self._per_client: Counter[str] = Counter()  # uploads receiving or unclaimed, by client id
         self._memory_budget = memory_budget
         self.held_bytes = 0  # of the updates held in memory, until released
         directory.mkdir(parents=True, exist_ok=True)
@@ -63,11 +74,17 @@ class UpdateSpool:
     async def receive(
         self, update_id: str, client_id: str, chunks: AsyncIterator[bytes | memoryview]
     ) -> SpooledUpdate:
-        """Write the chunks to a file; InvalidId, UploadExists or UploadTooLarge leave nothing behind."""
+        """Spool the chunks; InvalidId, UploadExists, TooManyUploads, UploadTooLarge leave nothing behind."""
         validate_id(update_id)
         if update_id in self._updates or update_id in self._receiving:
             raise UploadExists(f"an update with model-id {update_id!r} was already uploaded; use a new id")
+        if client_id and self._per_client[client_id] >= MAX_UNCLAIMED:
+            raise TooManyUploads(
+                f"client {client_id} already has {MAX_UNCLAIMED} uploads no ModelUpdate has named yet; "
+                "send SendModelUpdate for an upload before the next (unnamed ones go when their task ends)"
+            )
         self._receiving.add(update_id)
+        self._per_client[client_id] += 1
         partial = self._directory / f"{update_id}.part"
         path = self._directory / f"{update_id}.npz"
         size = 0
@@ -98,6 +115,7 @@ class UpdateSpool:
             await asyncio.to_thread(stream.close)
             os.replace(partial, path)
         except BaseException:
+            self._uncount(client_id)
             if stream is not None:
                 stream.close()  # a no-op once closed
             with contextlib.suppress(FileNotFoundError):
@@ -119,6 +137,7 @@ class UpdateSpool:
         update = self._updates.get(update_id)
         if update is None or (update.client_id and update.client_id != client_id):
             return None
+        self._uncount(update.client_id)
         return self._updates.pop(update_id)
 
     def release(self, update: SpooledUpdate) -> None:
@@ -144,6 +163,7 @@ class UpdateSpool:
         gone = [u for u in self._updates.values() if u.client_id == client_id]
         for update in gone:
             del self._updates[update.update_id]
+            self._uncount(client_id)
             self.release(update)
         return len(gone)
 
@@ -151,8 +171,14 @@ class UpdateSpool:
         """Delete every unclaimed upload (a round ended; they can no longer be averaged in)."""
         updates, self._updates = self._updates, {}
         for update in updates.values():
+            self._uncount(update.client_id)
             self.release(update)
         return len(updates)
+
+    def _uncount(self, client_id: str) -> None:
+        self._per_client[client_id] -= 1
+        if self._per_client[client_id] <= 0:
+            del self._per_client[client_id]
 
 
 def _create(partial: Path, data: bytes | memoryview) -> BinaryIO:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scaleout.client.model_transfer import Pace, TransferError, download_model, upload_model
+from scaleout.combiner.spool import MAX_UNCLAIMED
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from tests.combiner.driver import (
@@ -35,6 +36,21 @@ async def test_upload_over_the_size_bound_is_resource_exhausted_and_leaves_nothi
             assert "--max-model-size of 3145728 bytes" in raised.value.details()
             assert list((tmp_path / "work" / "updates").iterdir()) == []
             assert await client.upload(b"y" * (3 * 1024 * 1024))  # at the bound is fine
+        finally:
+            await client.close()
+
+
+async def test_a_client_with_max_unclaimed_uploads_is_refused_the_next_one(tmp_path):
+    async with running_combiner(tmp_path) as combiner:
+        client = TestClient(address(combiner), "a")
+        try:
+            for _ in range(MAX_UNCLAIMED):
+                assert await client.upload(b"x")
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.upload(b"x")
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert raised.value.details().startswith(f"client a already has {MAX_UNCLAIMED} uploads no ")
+            assert len(combiner.spool) == MAX_UNCLAIMED
         finally:
             await client.close()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scaleout.combiner.containers import is_container
-from scaleout.combiner.spool import UpdateSpool
+from scaleout.combiner.spool import MAX_UNCLAIMED, TooManyUploads, UpdateSpool, UploadTooLarge
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +75,33 @@ async def test_a_container_held_in_memory_is_recognised(tmp_path):
     assert update.data is not None and is_container(update.source())
     plain = await spool.receive("u2", "a", chunks(b"not a zip"))
     assert not is_container(plain.source())
+
+
+async def test_a_client_may_hold_at_most_max_unclaimed_uploads(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB)
+    for n in range(MAX_UNCLAIMED):
+        await spool.receive(f"a{n}", "a", chunks(b"x"))
+    with pytest.raises(TooManyUploads) as raised:
+        await spool.receive("a-next", "a", chunks(b"x"))
+    assert str(raised.value) == (
+        f"client a already has {MAX_UNCLAIMED} uploads no ModelUpdate has named yet; send SendModelUpdate "
+        "for an upload before the next (unnamed ones go when their task ends)"
+    )
+    await spool.receive("b0", "b", chunks(b"x"))  # another client is not held up
+    await spool.receive("anon", "", chunks(b"x"))  # nor an upload without a client id (open mode)
+
+    spool.release(spool.claim("a0", "a"))  # a ModelUpdate named one: room for the next
+    await spool.receive("a-next", "a", chunks(b"x"))
+    with pytest.raises(TooManyUploads):
+        await spool.receive("a-more", "a", chunks(b"x"))
+    assert spool.discard_client("a") == MAX_UNCLAIMED  # its task ended
+    await spool.receive("a-again", "a", chunks(b"x"))
+
+
+async def test_a_failed_upload_does_not_count_against_its_client(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=4)
+    for n in range(MAX_UNCLAIMED + 1):
+        with pytest.raises(UploadTooLarge):
+            await spool.receive(f"big{n}", "a", chunks(b"12345"))
+    for n in range(MAX_UNCLAIMED):
+        await spool.receive(f"ok{n}", "a", chunks(b"1234"))
