@@ -659,6 +659,9 @@ class CombinerClient:
 class ModelServiceStub:
     """Upload: the model id travels in the call's metadata ("model-id"), as the official client does;
     chunks are 1-4 MiB. Download: the server streams the model in chunks of the same size.
+    Admission: the server sends a transfer's headers (initial metadata) when one of its transfer slots
+    admits it. The edge client starts its pace clock there and sends no Upload chunk before them, so a
+    queued upload holds no buffer at the server; a client that sends at once is read once admitted.
     """
 
     def __init__(self, channel):
@@ -682,6 +685,9 @@ class ModelServiceStub:
 class ModelServiceServicer:
     """Upload: the model id travels in the call's metadata ("model-id"), as the official client does;
     chunks are 1-4 MiB. Download: the server streams the model in chunks of the same size.
+    Admission: the server sends a transfer's headers (initial metadata) when one of its transfer slots
+    admits it. The edge client starts its pace clock there and sends no Upload chunk before them, so a
+    queued upload holds no buffer at the server; a client that sends at once is read once admitted.
     """
 
     def Upload(self, request_iterator, context):
@@ -720,6 +726,9 @@ def add_ModelServiceServicer_to_server(servicer, server):
 class ModelService:
     """Upload: the model id travels in the call's metadata ("model-id"), as the official client does;
     chunks are 1-4 MiB. Download: the server streams the model in chunks of the same size.
+    Admission: the server sends a transfer's headers (initial metadata) when one of its transfer slots
+    admits it. The edge client starts its pace clock there and sends no Upload chunk before them, so a
+    queued upload holds no buffer at the server; a client that sends at once is read once admitted.
     """
 
     @staticmethod
