@@ -1,10 +1,11 @@
 """The floor under a round of N clients on Python's gRPC: what moving the model bytes alone costs.
 
-A bare ``grpc.aio`` server with no application code serves each client one cached 1 MB download and
-receives one 1 MB upload from it, as a combiner's round does; bare clients (``--processes`` of them,
-one connection each, as the swarm dials) do exactly that and nothing else. It prints the wall time and
-the CPU seconds of the server and of the clients: any Python gRPC combiner, and any swarm sharing the
-machine with it, spends at least this much before it checks, averages or records a single update.
+A bare ``grpc.aio`` server (the combiner's transport options, no application code) serves each
+client one cached 1 MB download and receives one 1 MB upload from it, as a combiner's round does;
+bare clients (``--processes`` of them, one connection each, as the swarm dials) do exactly that and
+nothing else. It prints the wall time and the CPU seconds of the server and of the clients: any Python
+gRPC combiner, and any swarm sharing the machine with it, spends at least this much before it checks,
+averages or records a single update.
 
     .venv/bin/python benchmarks/grpc_floor.py --clients 1000 --processes 2
 """
@@ -22,9 +23,14 @@ from pathlib import Path
 
 import grpc
 
+# Run as a script, so the repository root is not on sys.path by default.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scaleout.client.edge import OWN_CONNECTION
+from scaleout.combiner.server import SERVER_OPTIONS
+
 MODEL = b"x" * 1_000_000
 OPTIONS = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
-OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -41,7 +47,8 @@ async def serve(port: int) -> None:
     async def download(_request: bytes, _context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         yield MODEL
 
-    server = grpc.aio.server(options=OPTIONS)
+    # The combiner's own transport options: gRPC's defaults cancel calls past 1,000 waiting (server.py).
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     handlers = {
         "Upload": grpc.stream_unary_rpc_method_handler(upload),
         "Download": grpc.unary_stream_rpc_method_handler(download),
