@@ -41,7 +41,7 @@ from scaleout.client.assignment import Assignment, request_assignment
 from scaleout.client.backoff import Backoff
 from scaleout.client.credential import CREDENTIAL_FILE, bound_client_id, obtain_token
 from scaleout.client.dispatcher import Dispatcher
-from scaleout.client.model_transfer import Pace
+from scaleout.client.model_transfer import ModelStreams, Pace
 from scaleout.client.package_download import fetch_package
 from scaleout.client.rest import open_api
 from scaleout.client.settings import CLIENT_ID_FILE, ClientSettings, resolve_client_id
@@ -277,7 +277,7 @@ class EdgeClient:
         channel = open_channel(assignment.address, tls, self._token, self._options)
         link = Link(
             scaleout_pb2_grpc.CombinerClientStub(channel),
-            scaleout_pb2_grpc.ModelServiceStub(channel),
+            ModelStreams(channel),
             name=assignment.combiner,
             open_upload=functools.partial(
                 open_channel, assignment.address, tls, self._token, [*self._options, *OWN_CONNECTION]

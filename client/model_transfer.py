@@ -21,13 +21,29 @@ from pathlib import Path
 import grpc
 
 from scaleout.errors import ScaleoutError
-from scaleout.proto import scaleout_pb2, scaleout_pb2_grpc
+from scaleout.proto import chunks, scaleout_pb2
 
 MAX_CHUNK = 4 * 1024 * 1024  # the wire contract's largest chunk
 
 
 class TransferError(ScaleoutError):
     """The combiner did not accept an uploaded model, or a transfer was too slow."""
+
+
+class ModelStreams:
+    """ModelService's Download and Upload on ``channel``, their FileChunks parsed and framed by hand
+    (proto/chunks.py): a download's chunks arrive as views of the received bytes, and an upload sends
+    framed bytes, where protobuf would copy each chunk twice and take ~1.9 ms to serialise 1 MB."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.download = channel.unary_stream(
+            "/scaleout.ModelService/Download",
+            request_serializer=scaleout_pb2.ModelRequest.SerializeToString,
+            response_deserializer=chunks.parse,
+        )
+        self.upload = channel.stream_unary(
+            "/scaleout.ModelService/Upload", response_deserializer=scaleout_pb2.ModelResponse.FromString
+        )
 
 
 @dataclass(frozen=True)
@@ -44,16 +60,14 @@ class Pace:
         return self.floor + size / self.rate
 
 
-async def download_model(
-    stub: scaleout_pb2_grpc.ModelServiceStub, model_id: str, path: Path, pace: Pace
-) -> int:
+async def download_model(streams: ModelStreams, model_id: str, path: Path, pace: Pace) -> int:
     """Write model ``model_id`` from the combiner to ``path``; return its size in bytes.
 
     The size is not known up front, so the pace is checked as bytes arrive, from the combiner's
     admission on: each next chunk must arrive before the time the bytes so far plus one largest chunk
     may take.
     """
-    call = stub.Download(scaleout_pb2.ModelRequest(model_id=model_id))
+    call = streams.download(scaleout_pb2.ModelRequest(model_id=model_id))
     try:
         await _admitted(call, f"download of model {model_id}", pace.queue)
         return await _receive(call, model_id, path, pace)
@@ -85,9 +99,9 @@ async def _receive(call: grpc.aio.UnaryStreamCall, model_id: str, path: Path, pa
     try:
         with open(path, "wb") as handle:
             async with asyncio.timeout_at(started + pace.seconds(MAX_CHUNK)) as bound:
-                async for chunk in call:
-                    handle.write(chunk.data)
-                    size += len(chunk.data)
+                async for data in call:
+                    handle.write(data)
+                    size += data.nbytes
                     bound.reschedule(started + pace.seconds(size + MAX_CHUNK))
     except TimeoutError:
         raise TransferError(
@@ -99,7 +113,7 @@ async def _receive(call: grpc.aio.UnaryStreamCall, model_id: str, path: Path, pa
 
 
 async def upload_model(
-    stub: scaleout_pb2_grpc.ModelServiceStub,
+    streams: ModelStreams,
     path: Path,
     model_update_id: str,
     client_id: str,
@@ -110,7 +124,7 @@ async def upload_model(
     return its size."""
     size = path.stat().st_size
     metadata = (("model-id", model_update_id), ("client-id", client_id))
-    call = stub.Upload(metadata=metadata)
+    call = streams.upload(metadata=metadata)
     transfer = f"upload of update {model_update_id}"
     try:
         await _admitted(call, transfer, pace.queue)
@@ -133,7 +147,7 @@ async def _send(
         async with asyncio.timeout(seconds):
             with open(path, "rb") as handle:
                 while data := handle.read(chunk_size):
-                    await call.write(scaleout_pb2.FileChunk(data=data))
+                    await call.write(chunks.frame(data))
             await call.done_writing()
             return await call
     except TimeoutError:

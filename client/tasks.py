@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from scaleout.client.dispatcher import Dispatcher, RunResult
-from scaleout.client.model_transfer import Pace, download_model, upload_model
+from scaleout.client.model_transfer import ModelStreams, Pace, download_model, upload_model
 from scaleout.client.outputs import metadata_path, read_metrics, read_train_metadata
 from scaleout.client.threads import run_blocking
 from scaleout.errors import ScaleoutError
@@ -65,7 +65,7 @@ class Link:
     """
 
     combiner: scaleout_pb2_grpc.CombinerClientStub
-    models: scaleout_pb2_grpc.ModelServiceStub
+    models: ModelStreams
     name: str
     open_upload: Callable[[], grpc.aio.Channel]
     established: bool = False
@@ -140,7 +140,7 @@ class TaskRunner:
             await _grpc_step(
                 "upload of the update",
                 upload_model(
-                    scaleout_pb2_grpc.ModelServiceStub(channel),
+                    ModelStreams(channel),
                     out_path,
                     update_id,
                     self.client_id,

@@ -20,10 +20,10 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from scaleout.combiner import chunks as wire
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.interceptors import wrap
 from scaleout.combiner.updates import ACCEPTED
+from scaleout.proto import chunks as wire
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.rejections import rejection_kind
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 def data_size(chunk: pb.FileChunk | bytes | memoryview) -> int:
     """len(chunk.data) without reading it (upb copies the bytes on every read): from the message's
     serialized size, which is one tag byte, the varint length and the data."""
-    if isinstance(chunk, bytes | memoryview):  # ModelService's chunks on the wire (combiner/chunks.py)
+    if isinstance(chunk, bytes | memoryview):  # ModelService's chunks on the wire (proto/chunks.py)
         return wire.data_size(chunk)
     size = chunk.ByteSize()
     for varint in range(1, 6):

@@ -3,7 +3,7 @@
 Bytes are moved, never parsed: Download streams the one staged file, Upload spools to disk. File I/O
 runs in worker threads so a slow disk never stalls the event loop that serves every other client.
 
-Chunks cross the wire framed and parsed by hand (combiner/chunks.py): a download sends the staged
+Chunks cross the wire framed and parsed by hand (proto/chunks.py): a download sends the staged
 model's chunks as serialised FileChunks, read once per model (StagedModels.cached_chunks) or, for a
 large model, read and framed per download in a worker thread; an upload's chunks reach the spool as
 views of the received messages. No model byte is copied on the event loop but by gRPC itself.
@@ -25,12 +25,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from scaleout.combiner import chunks as wire
 from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.containers import ContainerRejected, is_container, unwrap
 from scaleout.combiner.spool import SpooledUpdate, TooManyUploads, UpdateSpool, UploadExists, UploadTooLarge
 from scaleout.combiner.staging import StagedModels, read_framed
 from scaleout.errors import InvalidId
+from scaleout.proto import chunks as wire
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 
@@ -124,7 +124,7 @@ async def _is_container(update: SpooledUpdate) -> bool:
 
 def add_model_service(servicer: ModelServicer, server: grpc.aio.Server) -> None:
     """Register ModelService as the generated ``add_ModelServiceServicer_to_server`` does, but with
-    chunks framed and parsed by hand (combiner/chunks.py) instead of through FileChunk messages."""
+    chunks framed and parsed by hand (proto/chunks.py) instead of through FileChunk messages."""
     handlers = {
         "Upload": grpc.stream_unary_rpc_method_handler(
             servicer.Upload,

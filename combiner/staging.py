@@ -5,7 +5,7 @@ per combiner, not once per client. The aggregate a round writes is adopted as st
 combiner, the next round's global model is already here. Only the newest few models are kept, and
 the models held by an asynchronous session (the versions its clients still train from).
 
-A small model is also kept in memory as the framed chunks Download sends (combiner/chunks.py), read
+A small model is also kept in memory as the framed chunks Download sends (proto/chunks.py), read
 once per model rather than once per client: at 1,000 clients a round on a 1 MB model, the per-client
 open/read/close hops and chunk copies of each download were a large share of the event loop's time.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scaleout.aggregation.npzfile import ArraySpec, read_specs
-from scaleout.combiner.chunks import frame
+from scaleout.proto.chunks import frame
 from scaleout.store import validate_id
 from scaleout.store.repository import ModelRepository
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from scaleout.client.model_transfer import ModelStreams
 from scaleout.combiner.server import Combiner
 from scaleout.combiner.settings import CombinerSettings
 from scaleout.proto import scaleout_pb2 as pb
@@ -96,6 +97,7 @@ class TestClient:
         )
         self.client = rpc.CombinerClientStub(self.channel)
         self.models = rpc.ModelServiceStub(self.channel)
+        self.streams = ModelStreams(self.channel)  # the edge client's own transfers
 
     async def connect(self, combiner: Combiner) -> None:
         """Open the task stream and wait (on the registry's change event) until the combiner sees it."""

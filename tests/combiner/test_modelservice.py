@@ -146,11 +146,11 @@ async def test_a_queued_download_keeps_its_pace_from_admission_and_a_never_admit
             # With no bytes its pace allows 2.6 s (0.5 s + one 4 MiB chunk at 2 MB/s), but it may be queued
             # as long as WAIT.
             waiting = asyncio.ensure_future(
-                download_model(queued.models, model_id, tmp_path / "queued", Pace(0.5, 2e6, WAIT))
+                download_model(queued.streams, model_id, tmp_path / "queued", Pace(0.5, 2e6, WAIT))
             )
             await until(lambda: combiner.admission.waiting == 1, "the queued download waits for the slot")
             with pytest.raises(TransferError) as raised:
-                await download_model(refused.models, model_id, tmp_path / "refused", Pace(0.5, 2e6, 3))
+                await download_model(refused.streams, model_id, tmp_path / "refused", Pace(0.5, 2e6, 3))
             assert str(raised.value) == (
                 f"download of model {model_id} was not admitted within 3 s: every transfer slot of the "
                 "combiner stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
@@ -186,11 +186,11 @@ async def test_an_upload_sends_nothing_until_admitted_and_a_never_admitted_one_f
             holding = holder.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
             await holding.read()  # holds the only slot while it does not read on
             waiting = asyncio.ensure_future(
-                upload_model(queued.models, update, "u1", "b", 1024 * 1024, Pace(0.5, 2e6, WAIT))
+                upload_model(queued.streams, update, "u1", "b", 1024 * 1024, Pace(0.5, 2e6, WAIT))
             )
             await until(lambda: combiner.admission.waiting == 1, "the queued upload waits for the slot")
             with pytest.raises(TransferError) as raised:
-                await upload_model(refused.models, update, "u2", "c", 1024 * 1024, Pace(0.5, 2e6, 3))
+                await upload_model(refused.streams, update, "u2", "c", 1024 * 1024, Pace(0.5, 2e6, 3))
             assert str(raised.value) == (
                 "upload of update u2 was not admitted within 3 s: every transfer slot of the combiner "
                 "stayed busy (client setting max_queue_wait, combiner setting max_transfers)"
@@ -220,7 +220,7 @@ async def test_a_queued_download_whose_task_is_cancelled_leaves_the_queue(tmp_pa
             holding = holder.models.Download(pb.ModelRequest(model_id=model_id), timeout=WAIT)
             await holding.read()  # holds the only slot
             waiting = asyncio.ensure_future(
-                download_model(queued.models, model_id, tmp_path / "queued", Pace(0.5, 1e9, WAIT))
+                download_model(queued.streams, model_id, tmp_path / "queued", Pace(0.5, 1e9, WAIT))
             )
             await until(lambda: combiner.admission.waiting == 1, "the download waits for the slot")
             waiting.cancel()  # as a task superseded by a newer round's

@@ -18,8 +18,7 @@ from pathlib import Path
 import grpc
 
 from scaleout.client.edge import CHANNEL_OPTIONS
-from scaleout.client.model_transfer import Pace, upload_model
-from scaleout.proto import scaleout_pb2_grpc
+from scaleout.client.model_transfer import ModelStreams, Pace, upload_model
 
 MIB = 1024 * 1024
 
@@ -44,9 +43,8 @@ async def upload(target: str, size: int) -> float:
             for offset in range(0, size, MIB):
                 handle.write(b"\0" * min(MIB, size - offset))
         async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
-            stub = scaleout_pb2_grpc.ModelServiceStub(channel)
-            started = time.monotonic()
-            await upload_model(stub, path, uuid.uuid4().hex, "wan-bench", MIB, Pace(600, 1, 600))
+            streams, started = ModelStreams(channel), time.monotonic()
+            await upload_model(streams, path, uuid.uuid4().hex, "wan-bench", MIB, Pace(600, 1, 600))
             return size / (time.monotonic() - started)
 
 

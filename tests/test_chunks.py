@@ -1,8 +1,8 @@
-"""FileChunks framed and parsed by hand (combiner/chunks.py) agree with protobuf's encoding."""
+"""FileChunks framed and parsed by hand (proto/chunks.py) agree with protobuf's encoding."""
 
 import pytest
 
-from scaleout.combiner import chunks
+from scaleout.proto import chunks
 from scaleout.proto import scaleout_pb2 as pb
 
 SIZES = [0, 1, 127, 128, 16_383, 16_384, 1_000_000, 1024 * 1024, 4 * 1024 * 1024]
