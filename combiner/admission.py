@@ -1,12 +1,12 @@
-"""Admission of model downloads: at most ``slots`` Downloads move bytes at once.
+"""Admission of model transfers: at most ``slots`` Downloads and Uploads move bytes at once.
 
-Every open transfer holds its chunk in memory until gRPC has sent it (gRPC's copy of the framed chunk;
-a large model's chunk is read per download: modelservice.py), so without a bound the combiner's memory
-grows with the number of clients transferring at once: ~1 MB per client at 1,000 clients on a 1 MB
-model. Admitted transfers run at full speed; the others wait their turn in
-arrival order, holding nothing but their call. (Uploads are not admitted: modelservice.py.) A client
-waits up to its max_queue_wait for a slot and keeps its transfer pace (min_transfer_rate) from then on;
-Download sends the call's headers when admitted to start that clock.
+Every open transfer holds its chunk in memory until gRPC has sent it, or the spool has taken it, so
+without a bound the combiner's memory grows with the number of clients transferring at once: ~1 MB per
+client at 1,000 clients on a 1 MB model. Admitted transfers run at full speed; the others wait their
+turn in arrival order, holding nothing but their call. The combiner sends a call's headers when it is
+admitted: a client waits up to its max_queue_wait for them and keeps its transfer pace
+(min_transfer_rate) from then on, and the edge client sends no upload byte before them
+(client/model_transfer.py). An upload first waits for room in the spool's memory budget (spool.py).
 """
 
 import asyncio

@@ -61,9 +61,9 @@ class ModelServicer(rpc.ModelServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "Upload needs call metadata ('model-id', <new uuid hex>) naming the update",
             )
-        async with self._admission.slot():
+        async with self._spool.room(), self._admission.slot():
             # The headers admit the upload: the edge client sends no byte before them, so the uploads
-            # waiting for a slot hold no buffers here (client/model_transfer.py).
+            # waiting for room or a slot hold no buffers here (client/model_transfer.py).
             await context.send_initial_metadata(())
             try:
                 update = await self._spool.receive(update_id, client_id, request_iterator)

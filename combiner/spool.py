@@ -6,6 +6,13 @@ the combiner ~10 % of its CPU (ext4 inode allocation, and a worker-thread hop pe
 updates, and small ones past the budget, are written chunk by chunk to a temporary file, never held
 whole. Either becomes claimable under its model_update_id only once complete, and goes (``release``)
 when it is folded or rejected, or when the round ends unclaimed (a client that crashed after uploading).
+
+An upload first waits for ``room`` in that budget, before it is admitted: under load, uploads finish
+faster than their ModelUpdates reach the event loop, each held update waits for its own, and without
+the wait the budget filled early in a 1,000-client round and most updates spilled to disk anyway
+(``_create`` was then a fifth of the combiner's samples). A waiting upload holds no memory, as the
+client sends nothing before it is admitted (client/model_transfer.py); the wait is bounded, so updates
+nobody names (a client that uploads and goes) delay the others by ``ROOM_WAIT`` at most, then spill.
 """
 
 import asyncio
@@ -13,7 +20,7 @@ import contextlib
 import dataclasses
 import io
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,9 @@ class TooManyUploads(Exception):
 
 # Bytes of updates the spool holds in memory at most (the rest go to disk): 64 1 MB updates.
 MEMORY_BUDGET = 64 * 1024 * 1024
+# What an upload reserves of it before its first is held: the largest chunk a client sends.
+FIRST_RESERVATION = 4 * 1024 * 1024
+ROOM_WAIT = 30.0  # seconds an upload waits for room in the budget before it is admitted to spill
 # Uploads one client may have spooled and not yet named by a ModelUpdate: a client uploads one update
 # per task (a retry after a lost answer makes two), and without a bound one client could fill the
 # combiner's disk with --max-model-size uploads it never sends on. Uploads without a client id (open
@@ -67,9 +77,63 @@ class UpdateSpool:
         self._per_client: Counter[str] = Counter()  # uploads receiving or unclaimed, by client id
         self._memory_budget = memory_budget
         self.held_bytes = 0  # of the updates held in memory, until released
+        self.reserved_bytes = 0  # of the budget, by uploads admitted and not complete yet
+        # What the next upload reserves: the last one's size if it could be held, else 0.
+        self._reservation = min(FIRST_RESERVATION, memory_budget)
+        self._room_waiters: deque[asyncio.Future[int]] = deque()  # first come, first served
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.iterdir():  # uploads of a combiner killed mid-round: no round takes them
             discard(leftover)
+
+    @contextlib.asynccontextmanager
+    async def room(self, bound: float = ROOM_WAIT) -> AsyncIterator[None]:
+        """Reserve room in the memory budget for one upload for the body of the ``async with``: as much
+        as the last upload held, none if it was spilled. Waits in arrival order while the budget is full,
+        up to ``bound`` s; then goes on without a reservation, and the update spills if it must."""
+        reserved = await self._reserve(bound)
+        try:
+            yield
+        finally:
+            self.reserved_bytes -= reserved
+            self._wake()
+
+    async def _reserve(self, bound: float) -> int:
+        """The bytes reserved for one upload: now if there is room and nobody waits, else when ``_wake``
+        hands them over; 0 after ``bound`` s."""
+        if not self._room_waiters and self._fits(self._reservation):
+            self.reserved_bytes += self._reservation
+            return self._reservation
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(bound):
+                return await waiter
+        except TimeoutError:
+            return waiter.result() if _handed(waiter) else 0  # maybe handed over just as the bound came
+        except asyncio.CancelledError:  # the call ended: give back what was handed over meanwhile
+            if _handed(waiter):
+                self.reserved_bytes -= waiter.result()
+                self._wake()
+            raise
+        finally:
+            waiter.cancel()  # a no-op once handed over; else _wake skips it
+
+    @property
+    def waiting_for_room(self) -> int:
+        """Uploads waiting for room in the memory budget."""
+        return sum(not waiter.done() for waiter in self._room_waiters)
+
+    def _fits(self, size: int) -> bool:
+        return self.held_bytes + self.reserved_bytes + size <= self._memory_budget
+
+    def _wake(self) -> None:
+        """Hand freed room to the uploads waiting for it, in arrival order."""
+        waiters = self._room_waiters
+        while waiters and (waiters[0].done() or self._fits(self._reservation)):
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self.reserved_bytes += self._reservation
+                waiter.set_result(self._reservation)
 
     async def receive(
         self, update_id: str, client_id: str, chunks: AsyncIterator[bytes | memoryview]
@@ -107,11 +171,14 @@ class UpdateSpool:
                 await asyncio.to_thread(stream.write, data)
             if stream is None:  # one chunk, or none
                 first = b"" if first is None else first
+                self._reservation = size if size <= self._memory_budget else 0
                 if self.held_bytes + size <= self._memory_budget:
                     self.held_bytes += size
                     update = self._updates[update_id] = SpooledUpdate(update_id, client_id, path, size, first)
                     return update
                 stream = await asyncio.to_thread(_create, partial, first)
+            else:
+                self._reservation = 0  # a streamed update is never held
             await asyncio.to_thread(stream.close)
             os.replace(partial, path)
         except BaseException:
@@ -145,6 +212,7 @@ class UpdateSpool:
         discard(update.path)
         if update.data is not None:
             self.held_bytes -= update.size
+            self._wake()
 
     async def on_disk(self, update: SpooledUpdate) -> SpooledUpdate:
         """The update as a file (for the steps that read or rewrite one): written now, and its memory
@@ -153,6 +221,7 @@ class UpdateSpool:
             return update
         await asyncio.to_thread(update.path.write_bytes, update.data)
         self.held_bytes -= update.size
+        self._wake()
         on_disk = dataclasses.replace(update, data=None)
         if self._updates.get(update.update_id) is update:  # not claimed yet
             self._updates[update.update_id] = on_disk
@@ -179,6 +248,10 @@ class UpdateSpool:
         self._per_client[client_id] -= 1
         if self._per_client[client_id] <= 0:
             del self._per_client[client_id]
+
+
+def _handed(waiter: asyncio.Future[int]) -> bool:
+    return waiter.done() and not waiter.cancelled()
 
 
 def _create(partial: Path, data: bytes | memoryview) -> BinaryIO:

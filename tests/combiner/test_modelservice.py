@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scaleout.client.model_transfer import Pace, TransferError, download_model, upload_model
-from scaleout.combiner.spool import MAX_UNCLAIMED
+from scaleout.combiner.spool import MAX_UNCLAIMED, MEMORY_BUDGET
 from scaleout.proto import scaleout_pb2 as pb
 from scaleout.proto import scaleout_pb2_grpc as rpc
 from tests.combiner.driver import (
@@ -24,6 +24,8 @@ from tests.combiner.driver import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+MIB = 1024 * 1024
 
 
 async def test_upload_over_the_size_bound_is_resource_exhausted_and_leaves_nothing(tmp_path):
@@ -207,6 +209,36 @@ async def test_an_upload_sends_nothing_until_admitted_and_a_never_admitted_one_f
             assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
         finally:
             for client in (holder, queued, refused):
+                await client.close()
+
+
+async def test_an_upload_is_not_admitted_while_held_updates_fill_the_memory_budget(tmp_path):
+    """16 unnamed 4 MiB updates fill the spool's 64 MiB: the next upload waits for room before its
+    headers, holding no transfer slot, and once a ModelUpdate's fold frees room it is held, not spilled."""
+    assert MEMORY_BUDGET == 64 * MIB
+    async with running_combiner(tmp_path) as combiner:
+        senders = [TestClient(address(combiner), name) for name in ("a", "b", "c", "d", "e")]
+        try:
+            held = [
+                await client.upload(b"h" * 4 * MIB, chunk=4 * MIB) for client in senders[:4] for _ in range(4)
+            ]
+            assert combiner.spool.held_bytes == MEMORY_BUDGET
+            update = tmp_path / "update.npz"
+            update.write_bytes(b"u" * 4 * MIB)
+            waiting = asyncio.ensure_future(
+                upload_model(senders[4].streams, update, "u17", "e", 4 * MIB, Pace(0.5, 2e6, WAIT))
+            )
+            await until(lambda: combiner.spool.waiting_for_room == 1, "the upload waits for room")
+            assert (combiner.admission.active, combiner.admission.waiting) == (0, 0)
+            assert not waiting.done()
+
+            combiner.spool.release(combiner.spool.claim(held[0], "a"))  # as a fold does
+            assert await waiting == 4 * MIB
+            spooled = combiner.spool.claim("u17", "e")
+            assert spooled is not None and spooled.data == update.read_bytes()
+            assert list((tmp_path / "work" / "updates").iterdir()) == []  # nothing spilled
+        finally:
+            for client in senders:
                 await client.close()
 
 

@@ -1,5 +1,7 @@
-"""UpdateSpool: a one-chunk upload is held in memory within the budget; anything else goes to disk."""
+"""UpdateSpool: a one-chunk upload is held in memory within the budget; anything else goes to disk.
+An upload waits, bounded, for room in the budget before it is admitted."""
 
+import asyncio
 import io
 import zipfile
 from collections.abc import AsyncIterator
@@ -8,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from scaleout.combiner.containers import is_container
-from scaleout.combiner.spool import MAX_UNCLAIMED, TooManyUploads, UpdateSpool, UploadTooLarge
+from scaleout.combiner.spool import (
+    MAX_UNCLAIMED,
+    ROOM_WAIT,
+    SpooledUpdate,
+    TooManyUploads,
+    UpdateSpool,
+    UploadTooLarge,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +114,63 @@ async def test_a_failed_upload_does_not_count_against_its_client(tmp_path):
             await spool.receive(f"big{n}", "a", chunks(b"12345"))
     for n in range(MAX_UNCLAIMED):
         await spool.receive(f"ok{n}", "a", chunks(b"1234"))
+
+
+async def spooled(spool: UpdateSpool, update_id: str, data: bytes, bound: float = ROOM_WAIT) -> SpooledUpdate:
+    """An upload as ModelService.Upload takes it: room in the budget first, then its bytes."""
+    async with spool.room(bound):
+        return await spool.receive(update_id, "a", chunks(data))
+
+
+async def waiting(spool: UpdateSpool, count: int) -> None:
+    for _ in range(10):  # turns of the loop: the uploads' tasks run up to their wait in one
+        if spool.waiting_for_room == count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{spool.waiting_for_room} uploads wait for room, not {count}")
+
+
+async def test_an_upload_waits_for_room_in_the_memory_budget_and_is_then_held_not_spilled(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=2 * MB)
+    first = await spooled(spool, "u1", b"1" * MB)
+    await spooled(spool, "u2", b"2" * MB)
+    assert (spool.held_bytes, spool.reserved_bytes) == (2 * MB, 0)
+
+    third = asyncio.create_task(spooled(spool, "u3", b"3" * MB))
+    await waiting(spool, 1)
+    assert not third.done() and len(spool) == 2  # not admitted: none of its bytes read
+
+    spool.release(spool.claim("u1", "a"))  # folded: its room goes to the waiting upload
+    assert first.data is not None and spool.reserved_bytes == MB
+    update = await third
+    assert update.data == b"3" * MB and files(tmp_path) == []  # held, nothing spilled
+    assert (spool.held_bytes, spool.reserved_bytes, spool.waiting_for_room) == (2 * MB, 0, 0)
+
+
+async def test_an_upload_that_finds_no_room_within_its_bound_goes_on_and_spills_to_disk(tmp_path):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=MB)
+    await spooled(spool, "u1", b"1" * MB)  # never named: the budget stays full
+    update = await spooled(spool, "u2", b"2" * MB, bound=0.05)
+    assert update.data is None and update.path.read_bytes() == b"2" * MB
+    assert (spool.held_bytes, spool.reserved_bytes, spool.waiting_for_room) == (MB, 0, 0)
+
+
+async def test_room_goes_in_arrival_order_and_an_upload_cancelled_as_it_was_handed_room_gives_it_back(
+    tmp_path,
+):
+    spool = UpdateSpool(tmp_path, max_size=10 * MB, memory_budget=2 * MB)
+    for n in (1, 2):
+        await spooled(spool, f"u{n}", b"x" * MB)
+    third = asyncio.create_task(spooled(spool, "u3", b"3" * MB))
+    await waiting(spool, 1)
+    fourth = asyncio.create_task(spooled(spool, "u4", b"4" * MB))
+    await waiting(spool, 2)
+
+    spool.release(spool.claim("u1", "a"))  # room for one: handed to the first waiting, u3 ...
+    assert (spool.waiting_for_room, spool.reserved_bytes) == (1, MB)
+    third.cancel()  # ... whose call ends before it could use it: the room passes on to u4
+    with pytest.raises(asyncio.CancelledError):
+        await third
+    update = await fourth
+    assert update.data == b"4" * MB and spool.claim("u3", "a") is None
+    assert (spool.held_bytes, spool.reserved_bytes, spool.waiting_for_room) == (2 * MB, 0, 0)
