@@ -2,11 +2,11 @@
 
 A FileChunk is one length-delimited field (``bytes data = 1``): a tag byte, a varint length, the
 bytes. Going through the protobuf classes costs whole-chunk copies on the event loop that moves the
-bytes, and serialising one is slow besides (~1.9 ms per 1 MB chunk, against ~0.03 ms to frame it):
-at 1,000 clients a round on a 1 MB model, those copies were most of the combiner's CPU, and a quarter
-of the swarm's. So the combiner sends downloads already framed (``frame``, once per staged model) and
-the client frames its uploads; each side's deserializer returns a view of the data inside the
-received message (``parse``), copying nothing.
+bytes, and serialising one is slow besides (~1.8 ms per 1 MB chunk, against ~0.03 ms to frame it:
+benchmarks/chunk_bench.py). At 1,000 clients a round on a 1 MB model, those copies were most of the
+combiner's CPU, and a sixth of the swarm's. So the combiner sends downloads already framed (``frame``,
+once per staged model) and the client frames its uploads; each side's deserializer returns a view of
+the data inside the received message (``parse``), copying nothing.
 """
 
 from scaleout.proto import scaleout_pb2 as pb
