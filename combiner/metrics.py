@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -20,8 +20,10 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scaleout.combiner.admission import TransferAdmission
 from scaleout.combiner.clients import ClientRegistry
 from scaleout.combiner.interceptors import wrap
+from scaleout.combiner.spool import UpdateSpool
 from scaleout.combiner.updates import ACCEPTED
 from scaleout.proto import chunks as wire
 from scaleout.proto import scaleout_pb2 as pb
@@ -77,10 +79,37 @@ class RegistryCollector(Collector):
         )
 
 
-class MetricsServer:
-    """The HTTP metrics endpoint of one combiner and its registry collector; stop() undoes both."""
+class TransferCollector(Collector):
+    """Backpressure on model transfers: slots in use, transfers waiting for one, uploads waiting for room
+    in the spool's memory budget, and what the spool holds in memory; read at each scrape."""
 
-    def __init__(self, registry: ClientRegistry, host: str, port: int) -> None:
+    def __init__(self, admission: TransferAdmission, spool: UpdateSpool) -> None:
+        self._admission = admission
+        self._spool = spool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauges = (
+            (
+                "transfers_active",
+                "Model downloads and uploads moving bytes (at most --max-transfers).",
+                self._admission.active,
+            ),
+            ("transfers_waiting", "Model transfers waiting for a transfer slot.", self._admission.waiting),
+            (
+                "uploads_waiting_for_memory",
+                "Uploads waiting for room in the spool's memory budget.",
+                self._spool.waiting_for_room,
+            ),
+            ("spool_held_bytes", "Bytes of updates the spool holds in memory.", self._spool.held_bytes),
+        )
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(f"scaleout_combiner_{name}", documentation, value=value)
+
+
+class MetricsServer:
+    """The HTTP metrics endpoint of one combiner and its collectors; stop() undoes both."""
+
+    def __init__(self, collectors: Sequence[Collector], host: str, port: int) -> None:
         try:
             self._server, self._thread = start_http_server(port, host)
         except OSError as error:
@@ -88,8 +117,9 @@ class MetricsServer:
                 f"combiner metrics cannot listen on {host}:{port}: {error}; is the port in use? "
                 "(--metrics-port)"
             ) from error
-        self._collector = RegistryCollector(registry)
-        REGISTRY.register(self._collector)
+        self._collectors = collectors
+        for collector in collectors:
+            REGISTRY.register(collector)
         self.port: int = self._server.server_port
         log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
 
@@ -97,7 +127,8 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-        REGISTRY.unregister(self._collector)
+        for collector in self._collectors:
+            REGISTRY.unregister(collector)
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):

@@ -22,7 +22,7 @@ from scaleout.combiner.control import ControlServicer
 from scaleout.combiner.health import CombinerHealth
 from scaleout.combiner.logcontext import LogContextInterceptor
 from scaleout.combiner.malloc import limit_malloc_arenas
-from scaleout.combiner.metrics import MetricsInterceptor, MetricsServer
+from scaleout.combiner.metrics import MetricsInterceptor, MetricsServer, RegistryCollector, TransferCollector
 from scaleout.combiner.modelservice import ModelServicer, add_model_service
 from scaleout.combiner.polling import Pollers
 from scaleout.combiner.ratelimit import RateLimiter
@@ -190,7 +190,8 @@ class Combiner:
         await self._register(NodeStatus.ONLINE)
         self._registration = asyncio.create_task(self._registration_loop(), name="combiner-registration")
         if self.settings.metrics_port is not None:
-            self.metrics = MetricsServer(self.registry, self.settings.host, self.settings.metrics_port)
+            collectors = [RegistryCollector(self.registry), TransferCollector(self.admission, self.spool)]
+            self.metrics = MetricsServer(collectors, self.settings.host, self.settings.metrics_port)
         await self.health.serving()
         log.info(
             "combiner %s serving on %s:%d (advertised as %s)",

@@ -81,6 +81,7 @@ class UpdateSpool:
         # What the next upload reserves: the last one's size if it could be held, else 0.
         self._reservation = min(FIRST_RESERVATION, memory_budget)
         self._room_waiters: deque[asyncio.Future[int]] = deque()  # first come, first served
+        self.waiting_for_room = 0  # uploads in _reserve's wait (a count the metrics thread can read)
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.iterdir():  # uploads of a combiner killed mid-round: no round takes them
             discard(leftover)
@@ -105,6 +106,7 @@ class UpdateSpool:
             return self._reservation
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._room_waiters.append(waiter)
+        self.waiting_for_room += 1
         try:
             async with asyncio.timeout(bound):
                 return await waiter
@@ -116,12 +118,8 @@ class UpdateSpool:
                 self._wake()
             raise
         finally:
+            self.waiting_for_room -= 1
             waiter.cancel()  # a no-op once handed over; else _wake skips it
-
-    @property
-    def waiting_for_room(self) -> int:
-        """Uploads waiting for room in the memory budget."""
-        return sum(not waiter.done() for waiter in self._room_waiters)
 
     def _fits(self, size: int) -> bool:
         return self.held_bytes + self.reserved_bytes + size <= self._memory_budget

@@ -139,6 +139,8 @@ def test_metrics_after_a_real_round_count_exactly_what_happened(fed: Federation)
     assert combiner[("scaleout_combiner_received_bytes_total", ())] > 2 * seed_size  # + the wrong shape
     assert combiner[("scaleout_combiner_clients_connected", ())] == 3
     assert combiner[("scaleout_combiner_task_queue_depth", ())] == 0
+    idle = ("transfers_active", "transfers_waiting", "uploads_waiting_for_memory", "spool_held_bytes")
+    assert [combiner[(f"scaleout_combiner_{name}", ())] for name in idle] == [0, 0, 0, 0]  # all let go
     assert (
         combiner[("scaleout_statestore_seconds_count", (("entity", "combiners"), ("operation", "upsert")))]
         >= 1
