@@ -221,27 +221,33 @@ class Progress:
             self.print_line(status)
 
     def print_line(self, status: dict[str, Any]) -> None:
-        """Piped: a line per stage, then one per round as it ends (not the sub-second updates)."""
-        if status.get("stage") == "session":
-            session = status["session"]
-            done = session["rounds_done"]
-            if done == self.rounds_done:
-                return
-            started = self.rounds_done is None
-            self.rounds_done = done
-            line = (
-                f"session {session['id']}: {tables.session_extent(session)}" if started else done_line(status)
-            )
-        else:
-            line = str(render_status(status))
+        """Piped: a line per stage, then one per round as it ends (not the sub-second updates), every
+        round's even when several ended since the last status (fast async versions do)."""
+        if status.get("stage") != "session":
+            self._print(str(render_status(status)))
+            return
+        session = status["session"]
+        done, previous = session["rounds_done"], self.rounds_done
+        if done == previous:
+            return
+        self.rounds_done = done
+        if previous is None:
+            self._print(f"session {session['id']}: {tables.session_extent(session)}")
+        for ended in range((previous or 0) + 1, done + 1):
+            self._print(done_line(status, ended))
+
+    def _print(self, line: str) -> None:
         if line != self.last_line:
             self.last_line = line
             console.print(line, soft_wrap=True)
 
 
-def done_line(status: dict[str, Any]) -> str:
-    """Piped: the line for a round (or async version) that ended, with the async pace and staleness."""
+def done_line(status: dict[str, Any], ended: int | None = None) -> str:
+    """Piped: the line for round (or async version) ``ended``, the latest by default, with the async
+    pace and staleness as they are now."""
     session = status["session"]
+    if ended is not None:
+        session = {**session, "rounds_done": ended}
     if not tables.is_async(session):
         return f"round {tables.session_done(session)} done"
     stats = status["stats"]

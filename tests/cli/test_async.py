@@ -4,7 +4,7 @@ from the stored version records."""
 
 from rich.console import Console
 
-from scaleout.cli.local import done_line
+from scaleout.cli.local import Progress, done_line
 from scaleout.cli.tables import async_progress_table
 from scaleoututil.helpers.helpers import get_helper
 from tests.cli.conftest import as_json, invoke, ok
@@ -132,6 +132,20 @@ def test_the_live_lines_of_an_async_session_show_its_pace_staleness_and_buffer(s
 
     piped = done_line({"stage": "session", "session": session, "stats": stats})
     assert piped == "version 3/3 committed: 9.00 versions/min, staleness mean/max 0.6667/2"
+
+
+def test_piped_progress_prints_every_version_even_when_several_end_between_two_statuses(server, capsys):
+    session_id = add_async_session(server.statestore)
+    with server.client() as api:
+        session, stats = api.get_session(session_id), api.get_session_stats(session_id)
+    progress = Progress()
+    for done in (0, 1, 1, 3):  # versions 2 and 3 both committed between the last two statuses
+        progress.print_line({"stage": "session", "session": {**session, "rounds_done": done}, "stats": stats})
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"session {session_id}: async: 3 versions"
+    pace = "9.00 versions/min, staleness mean/max 0.6667/2"
+    assert lines[1:] == [f"version {n}/3 committed: {pace}" for n in (1, 2, 3)]
 
 
 def test_scaleout_local_refuses_an_async_flag_without_mode_async(tmp_path):
