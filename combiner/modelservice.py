@@ -137,6 +137,5 @@ def add_model_service(servicer: ModelServicer, server: grpc.aio.Server) -> None:
             response_serializer=wire.serialize,
         ),
     }
-    service = "scaleout.ModelService"
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(wire.MODEL_SERVICE, handlers),))
+    server.add_registered_method_handlers(wire.MODEL_SERVICE, handlers)

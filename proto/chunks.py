@@ -12,6 +12,9 @@ the data inside the received message (``parse``), copying nothing.
 from scaleout.proto import scaleout_pb2 as pb
 
 _DATA_TAG = 0x0A  # field 1, wire type 2 (length-delimited)
+# The service whose two streams carry FileChunks ("scaleout.ModelService"): both sides register or call
+# its methods with this module's framing in place of the generated code's.
+MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 
 
 def _varint(value: int) -> bytes:
